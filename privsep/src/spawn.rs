@@ -1,0 +1,51 @@
+//! fork+exec of a Bulkhead child with its control socket at [`CONTROL_FD`].
+//!
+//! Children are always exec'd, never merely forked, so no byte of the
+//! broker's memory (secrets, config) survives into them. The environment is
+//! emptied except for the variables named by the caller; stdin is /dev/null,
+//! stdout and stderr are inherited for logging. The only descriptor a child
+//! inherits besides 0–2 is its control socket.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::CONTROL_FD;
+
+/// Starts `program` with `args`, the given environment only, and `control` at fd 3.
+pub fn spawn_child(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    control: BorrowedFd<'_>,
+) -> std::io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_clear().stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let src = control.as_raw_fd();
+    // SAFETY: the closure runs between fork and exec in the child and calls
+    // only async-signal-safe functions (dup2, fcntl); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || place_control_fd(src));
+    }
+    cmd.spawn()
+}
+
+/// Moves `src` to [`CONTROL_FD`] and clears close-on-exec on it.
+fn place_control_fd(src: i32) -> std::io::Result<()> {
+    if src == CONTROL_FD {
+        // SAFETY: fcntl on an fd number is async-signal-safe and touches no memory.
+        if unsafe { libc::fcntl(src, libc::F_SETFD, 0) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        return Ok(());
+    }
+    // SAFETY: dup2 is async-signal-safe; the duplicate lacks FD_CLOEXEC.
+    if unsafe { libc::dup2(src, CONTROL_FD) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
