@@ -6,6 +6,7 @@
 //! [`MAX_FDS`](crate::msg::MAX_FDS); a truncated datagram, truncated control
 //! data or a descriptor count that does not match the message is an error
 //! (and every received descriptor is closed). Descriptors arrive close-on-exec.
+//! Message buffers are zeroed after use, since some carry secrets.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -17,6 +18,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use zeroize::Zeroizing;
 
 use crate::msg::{self, CodecError, MAX_FDS, MAX_MESSAGE, Message};
 
@@ -49,12 +51,8 @@ pub struct ControlSocket {
 impl ControlSocket {
     /// A connected pair, both ends close-on-exec.
     pub fn pair() -> std::io::Result<(Self, Self)> {
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let (a, b) =
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
         Ok((Self { fd: a }, Self { fd: b }))
     }
 
@@ -144,7 +142,7 @@ fn send_raw<M: Message>(fd: RawFd, msg: &M, fds: &[BorrowedFd<'_>]) -> Result<()
     if fds.len() != msg.fds() || fds.len() > MAX_FDS {
         return Err(ChannelError::FdCount { got: fds.len(), expected: msg.fds() });
     }
-    let bytes = msg::encode(msg)?;
+    let bytes = Zeroizing::new(msg::encode(msg)?);
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let cmsg = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
@@ -154,7 +152,8 @@ fn send_raw<M: Message>(fd: RawFd, msg: &M, fds: &[BorrowedFd<'_>]) -> Result<()
 }
 
 fn recv_raw<M: Message>(fd: RawFd) -> Result<Option<Received<M>>, ChannelError> {
-    let mut buf = vec![0u8; MAX_MESSAGE + 1];
+    // Zeroed on drop: a worker's init message carries its secrets.
+    let mut buf = Zeroizing::new(vec![0u8; MAX_MESSAGE + 1]);
     let mut space = cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds, truncated) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -190,13 +189,7 @@ fn fd_socket_type(fd: RawFd) -> std::io::Result<libc::c_int> {
     // SAFETY: `value` and `len` are valid for writes of the sizes given; an
     // invalid fd makes the call fail with EBADF/ENOTSOCK, which we return.
     let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&raw mut value).cast(),
-            &raw mut len,
-        )
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut value).cast(), &raw mut len)
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());

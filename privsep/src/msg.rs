@@ -178,7 +178,8 @@ mod tests {
 
     #[test]
     fn round_trips_a_route() {
-        let msg = ToGateway::Route(Route { app: "blog".into(), hosts: vec!["*.blog.localhost".into()] });
+        let msg =
+            ToGateway::Route(Route { app: "blog".into(), hosts: vec!["*.blog.localhost".into()] });
         let bytes = encode(&msg).expect("small message encodes");
         assert_eq!(decode::<ToGateway>(&bytes).expect("decodes"), msg);
     }

@@ -7,13 +7,16 @@
 //! inherits besides 0–2 is its control socket.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
 
 use crate::CONTROL_FD;
 
 /// Starts `program` with `args`, the given environment only, and `control` at fd 3.
+///
+/// Must be called on a tokio runtime; the child is killed if its handle is dropped.
 pub fn spawn_child(
     program: &Path,
     args: &[&str],
@@ -21,7 +24,7 @@ pub fn spawn_child(
     control: BorrowedFd<'_>,
 ) -> std::io::Result<Child> {
     let mut cmd = Command::new(program);
-    cmd.args(args).env_clear().stdin(Stdio::null());
+    cmd.args(args).env_clear().stdin(Stdio::null()).kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
