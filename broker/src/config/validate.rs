@@ -1,0 +1,317 @@
+//! Semantic validation: raw values into a typed [`Config`].
+//!
+//! Every check runs even after an earlier one failed, so the user sees all
+//! problems at once, each at its key path. A value is produced only when
+//! nothing at all was wrong.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::{Entry, HashMap};
+use std::net::SocketAddr;
+
+use privsep::msg::{self, AppSpec, CodecError, ToGateway, ToWorker, WorkerInit};
+use privsep::secret::Secret;
+use zeroize::Zeroize;
+
+use super::hosts::{self, Claims};
+use super::raw::{RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue};
+use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
+use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
+use super::{paths, secrets, values};
+
+/// What every app's checks may consult.
+struct Context<'a> {
+    env: EnvLookup<'a>,
+    /// The configured sandbox mode, if any (`user` is refused in rootless mode).
+    mode: Option<SandboxMode>,
+}
+
+/// What must be unique across apps.
+#[derive(Default)]
+struct Registry {
+    claims: Claims,
+    /// app name → index of the app that has it.
+    names: HashMap<String, usize>,
+}
+
+struct Top {
+    listen: Vec<SocketAddr>,
+    listen_tls: Vec<SocketAddr>,
+    sandbox: SandboxConfig,
+}
+
+/// The typed configuration, or `None` with the reasons in `problems`.
+pub(super) fn config(
+    raw: RawConfig,
+    env: EnvLookup<'_>,
+    problems: &mut Problems,
+) -> Option<Config> {
+    let mode =
+        raw.top.as_ref().and_then(|top| values::sandbox_mode(top.sandbox.mode.as_deref()?).ok());
+    let top = raw.top.map(|top| self::top(top, problems));
+    let apps = apps(raw.apps, &Context { env, mode }, problems);
+    let Top { listen, listen_tls, sandbox } = top??;
+    Some(Config { listen, listen_tls, sandbox, apps })
+}
+
+fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
+    let listen = list(p, "listen", &raw.listen, |a| values::socket_addr(a));
+    let listen_tls = list(p, "listen_tls", &raw.listen_tls, |a| values::socket_addr(a));
+    if raw.listen.is_empty() && raw.listen_tls.is_empty() {
+        p.push("listen", "at least one listener is required (listen or listen_tls)");
+    }
+    let sandbox = sandbox(raw.sandbox, p);
+    let (listen, listen_tls) = (listen?, listen_tls?);
+    distinct_listeners(&listen, &listen_tls, p).then_some(Top {
+        listen,
+        listen_tls,
+        sandbox: sandbox?,
+    })
+}
+
+/// Refuses an address listed twice (port 0 excepted: each gets its own port).
+fn distinct_listeners(listen: &[SocketAddr], listen_tls: &[SocketAddr], p: &mut Problems) -> bool {
+    let keyed = |key: &'static str, addrs: &[SocketAddr]| {
+        addrs.iter().enumerate().map(|(i, addr)| (format!("{key}[{i}]"), *addr)).collect::<Vec<_>>()
+    };
+    let mut seen = HashMap::new();
+    let mut ok = true;
+    for (path, addr) in keyed("listen", listen).into_iter().chain(keyed("listen_tls", listen_tls)) {
+        if let Some(first) = seen.get(&addr).filter(|_| addr.port() != 0) {
+            p.push(path, format!("{addr} is already listed at {first}"));
+            ok = false;
+        } else {
+            seen.insert(addr, path);
+        }
+    }
+    ok
+}
+
+fn sandbox(raw: RawSandbox, p: &mut Problems) -> Option<SandboxConfig> {
+    let mode = optional(p, "sandbox.mode".into(), raw.mode.as_deref(), values::sandbox_mode);
+    let uid_range = match raw.uid_range {
+        None => Some(DEFAULT_UID_RANGE),
+        Some(text) => p.take("sandbox.uid_range", values::uid_range(&text)),
+    };
+    Some(SandboxConfig { mode: mode?, uid_range: uid_range?, allow_weaker: raw.allow_weaker })
+}
+
+fn apps(raw: Vec<(usize, RawApp)>, ctx: &Context<'_>, p: &mut Problems) -> Vec<App> {
+    let mut registry = Registry::default();
+    let mut apps = Vec::with_capacity(raw.len());
+    for (i, app) in raw {
+        apps.extend(self::app(i, &app, ctx, &mut registry, p));
+    }
+    apps
+}
+
+fn app(
+    i: usize,
+    raw: &RawApp,
+    ctx: &Context<'_>,
+    registry: &mut Registry,
+    p: &mut Problems,
+) -> Option<App> {
+    let at = format!("app[{i}]");
+    let name = name(&at, i, &raw.name, &mut registry.names, p);
+    let hosts = hosts(&at, i, raw, &mut registry.claims, p);
+    let spec = spec(&at, raw, name, hosts.as_deref(), p);
+    let user = user(&at, raw.user.as_deref(), ctx.mode, p);
+    let writable = list(p, &key(&at, "writable"), &raw.writable, |dir| paths::existing_dir(dir));
+    let tls = tls(&at, raw.tls.as_ref(), p);
+    let secrets = secrets(&at, &raw.secrets, ctx.env, p);
+    let app = App {
+        spec: spec?,
+        hosts: hosts?,
+        user: user?,
+        writable: writable?,
+        tls: tls?,
+        secrets: secrets?,
+    };
+    fits_messages(&at, &app, p).then_some(app)
+}
+
+fn key(at: &str, key: &str) -> String {
+    format!("{at}.{key}")
+}
+
+fn name(
+    at: &str,
+    i: usize,
+    raw: &str,
+    names: &mut HashMap<String, usize>,
+    p: &mut Problems,
+) -> Option<String> {
+    let name = p.take(key(at, "name"), values::app_name(raw))?;
+    match names.entry(name.clone()) {
+        Entry::Occupied(first) => {
+            p.push(
+                key(at, "name"),
+                format!("{name:?} is already the name of app[{}]", first.get()),
+            );
+            None
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(i);
+            Some(name)
+        }
+    }
+}
+
+fn hosts(
+    at: &str,
+    i: usize,
+    raw: &RawApp,
+    claims: &mut Claims,
+    p: &mut Problems,
+) -> Option<Vec<String>> {
+    let path = key(at, "hosts");
+    if raw.hosts.is_empty() {
+        p.push(path, "must list at least one host");
+        return None;
+    }
+    list(p, &path, &raw.hosts, |host| {
+        let pattern = hosts::pattern(host)?;
+        claims.claim(&pattern, i, &raw.name)?;
+        Ok(pattern)
+    })
+}
+
+/// What the app's workers get; `name` and `hosts` were checked by the caller.
+fn spec(
+    at: &str,
+    raw: &RawApp,
+    name: Option<String>,
+    hosts: Option<&[String]>,
+    p: &mut Problems,
+) -> Option<AppSpec> {
+    let root = p.take(key(at, "root"), paths::existing_dir(&raw.root));
+    let index = index(at, raw.index.as_deref(), p);
+    let front = optional(
+        p,
+        key(at, "front_controller"),
+        raw.front_controller.as_deref(),
+        values::front_controller,
+    );
+    let fastcgi = p.take(key(at, "fastcgi"), values::backend(&raw.fastcgi));
+    let (max_body, timeout_ms) = limits(at, &raw.limits, p);
+    Some(AppSpec {
+        name: name?,
+        server_name: server_name(hosts?)?,
+        root: root?,
+        index: index?,
+        front_controller: front?,
+        fastcgi: fastcgi?,
+        max_body: max_body?,
+        timeout_ms: timeout_ms?,
+    })
+}
+
+/// The first host, without a leading `*.`.
+fn server_name(hosts: &[String]) -> Option<String> {
+    let first = hosts.first()?;
+    Some(first.strip_prefix("*.").unwrap_or(first).to_owned())
+}
+
+fn index(at: &str, raw: Option<&[String]>, p: &mut Problems) -> Option<Vec<String>> {
+    match raw {
+        None => Some(DEFAULT_INDEX.map(String::from).to_vec()),
+        Some(names) => list(p, &key(at, "index"), names, |n| values::file_name(n)),
+    }
+}
+
+fn limits(at: &str, raw: &RawLimits, p: &mut Problems) -> (Option<u64>, Option<u64>) {
+    let max_body = match &raw.max_body {
+        None => Some(DEFAULT_MAX_BODY),
+        Some(SizeValue::Bytes(bytes)) => Some(*bytes),
+        Some(SizeValue::Text(text)) => p.take(key(at, "limits.max_body"), values::size(text)),
+    };
+    let timeout = match &raw.timeout {
+        None => Some(DEFAULT_TIMEOUT_MS),
+        Some(text) => p.take(key(at, "limits.timeout"), values::duration_ms(text)),
+    };
+    (max_body, timeout)
+}
+
+fn user(
+    at: &str,
+    user: Option<&str>,
+    mode: Option<SandboxMode>,
+    p: &mut Problems,
+) -> Option<Option<String>> {
+    let problem = match user {
+        None => return Some(None),
+        Some("") => "must not be empty",
+        Some(_) if mode == Some(SandboxMode::Rootless) => {
+            "is only allowed in root mode (sandbox.mode is \"rootless\")"
+        }
+        Some(user) => return Some(Some(user.to_owned())),
+    };
+    p.push(key(at, "user"), problem);
+    None
+}
+
+fn tls(at: &str, raw: Option<&RawTls>, p: &mut Problems) -> Option<Option<TlsFiles>> {
+    let Some(raw) = raw else { return Some(None) };
+    let cert = p.take(key(at, "tls.cert"), paths::readable_file(&raw.cert));
+    let key = p.take(key(at, "tls.key"), paths::readable_file(&raw.key));
+    Some(Some(TlsFiles { cert: cert?, key: key? }))
+}
+
+fn secrets(
+    at: &str,
+    raw: &BTreeMap<String, RawSecret>,
+    env: EnvLookup<'_>,
+    p: &mut Problems,
+) -> Option<Vec<(String, Secret)>> {
+    let checked: Vec<_> = raw
+        .iter()
+        .map(|(name, source)| {
+            let source = secrets::param_name(name).and_then(|()| source.source());
+            let value = source.and_then(|source| secrets::resolve(&source, env));
+            p.take(format!("{at}.secrets.{name}"), value).map(|secret| (name.clone(), secret))
+        })
+        .collect();
+    checked.into_iter().collect()
+}
+
+/// The app must fit the control messages that carry it to its worker and the gateway.
+fn fits_messages(at: &str, app: &App, p: &mut Problems) -> bool {
+    let init = WorkerInit { app: app.spec.clone(), secrets: app.secrets.clone() };
+    let worker = msg::encode(&ToWorker::Init(Box::new(init))).map(|mut bytes| bytes.zeroize());
+    let gateway = msg::encode(&ToGateway::Route(app.route())).map(drop);
+    let worker_ok = p.take(key(at, "secrets"), worker.map_err(too_large)).is_some();
+    let gateway_ok = p.take(key(at, "hosts"), gateway.map_err(too_large)).is_some();
+    worker_ok && gateway_ok
+}
+
+fn too_large(err: CodecError) -> String {
+    format!("too much to send to a child process: {err}")
+}
+
+/// Checks an optional value: `Some(None)` when absent, `None` when present but wrong.
+fn optional<T: ?Sized, U>(
+    p: &mut Problems,
+    path: String,
+    value: Option<&T>,
+    check: impl FnOnce(&T) -> Result<U, String>,
+) -> Option<Option<U>> {
+    match value {
+        None => Some(None),
+        Some(value) => p.take(path, check(value)).map(Some),
+    }
+}
+
+/// Checks every item (problems at `path[i]`); all values only if all were fine.
+fn list<T, U>(
+    p: &mut Problems,
+    path: &str,
+    items: &[T],
+    mut check: impl FnMut(&T) -> Result<U, String>,
+) -> Option<Vec<U>> {
+    let checked: Vec<Option<U>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| p.take(format!("{path}[{i}]"), check(item)))
+        .collect();
+    checked.into_iter().collect()
+}
