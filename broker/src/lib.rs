@@ -9,10 +9,12 @@
 //! # Layout
 //! - [`config`]: the TOML file, validated in full with key paths.
 //! - [`supervise`]: starting, watching and restarting one child.
+//! - [`profiles`]: each child's sandbox profile, from the config.
 //! - [`orchestrate`]: wiring listeners, workers, channels and the gateway.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod orchestrate;
+pub mod profiles;
 pub mod supervise;

@@ -30,12 +30,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    privsep::logging::init();
     let (path, serve) = match Cli::parse().command {
         Command::Run { config } => (config, true),
         Command::Check { config } => (config, false),

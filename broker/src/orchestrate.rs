@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use privsep::msg::{GatewayLimits, Route, ToGateway, ToWorker, WorkerInit};
+use privsep::sandbox::Profile;
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use crate::config::{App, Config};
+use crate::profiles;
 use crate::supervise::{self, Backoff, Running};
 
 /// The most request-header bytes the gateway accepts (FastCGI params must fit 64 KiB).
@@ -36,10 +38,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let routes: Vec<Route> = config.apps.iter().map(App::route).collect();
     let (tx, rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
-    for app in config.apps {
-        tasks.spawn(worker_loop(bin.clone(), app, tx.clone()));
+    for app in &config.apps {
+        let profile = profiles::worker(&config, app);
+        tasks.spawn(worker_loop(bin.clone(), app.clone(), profile, tx.clone()));
     }
-    tasks.spawn(gateway_loop(bin, Arc::new(listeners), routes, rx));
+    let profile = profiles::gateway(&config);
+    tasks.spawn(gateway_loop(bin, Arc::new(listeners), routes, profile, rx));
     shutdown.await;
     info!("shutting down");
     tasks.shutdown().await;
@@ -56,12 +60,17 @@ fn bind_all(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-async fn worker_loop(bin: PathBuf, app: App, channels: mpsc::UnboundedSender<NewChannel>) {
+async fn worker_loop(
+    bin: PathBuf,
+    app: App,
+    sandbox: Profile,
+    channels: mpsc::UnboundedSender<NewChannel>,
+) {
     let role = format!("worker[{}]", app.spec.name);
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
-        match start_worker(&bin, &app, &role).await {
+        match start_worker(&bin, &app, &sandbox, &role).await {
             Ok((mut running, gateway_end)) => {
                 let _ = channels.send((app.spec.name.clone(), gateway_end));
                 supervise::watch(&role, &mut running).await;
@@ -72,10 +81,19 @@ async fn worker_loop(bin: PathBuf, app: App, channels: mpsc::UnboundedSender<New
     }
 }
 
-async fn start_worker(bin: &Path, app: &App, role: &str) -> anyhow::Result<(Running, OwnedFd)> {
+async fn start_worker(
+    bin: &Path,
+    app: &App,
+    sandbox: &Profile,
+    role: &str,
+) -> anyhow::Result<(Running, OwnedFd)> {
     let running = supervise::start(bin, "bulkhead-worker", role)?;
     let (gateway_end, worker_end) = UnixStream::pair()?;
-    let init = WorkerInit { app: app.spec.clone(), secrets: app.secrets.clone() };
+    let init = WorkerInit {
+        app: app.spec.clone(),
+        secrets: app.secrets.clone(),
+        sandbox: sandbox.clone(),
+    };
     let msg = ToWorker::Init(Box::new(init));
     running.control.send(&msg, &[worker_end.as_fd()]).await?;
     Ok((running, gateway_end.into()))
@@ -85,13 +103,14 @@ async fn gateway_loop(
     bin: PathBuf,
     listeners: Arc<Vec<TcpListener>>,
     routes: Vec<Route>,
+    sandbox: Profile,
     mut channels: mpsc::UnboundedReceiver<NewChannel>,
 ) {
     let mut backoff = Backoff::default();
     let mut first = true;
     loop {
         let started = Instant::now();
-        match start_gateway(&bin, &listeners, &routes, &mut channels, first).await {
+        match start_gateway(&bin, &listeners, &routes, &sandbox, &mut channels, first).await {
             Ok(mut running) => serve_gateway(&mut running, &mut channels).await,
             Err(e) => error!(child = "gateway", cause = %e, "cannot start gateway"),
         }
@@ -104,6 +123,7 @@ async fn start_gateway(
     bin: &Path,
     listeners: &[TcpListener],
     routes: &[Route],
+    sandbox: &Profile,
     channels: &mut mpsc::UnboundedReceiver<NewChannel>,
     first: bool,
 ) -> anyhow::Result<Running> {
@@ -112,7 +132,8 @@ async fn start_gateway(
     let fds: Vec<BorrowedFd<'_>> = listeners.iter().map(AsFd::as_fd).collect();
     let limits = GatewayLimits { max_header_bytes: MAX_HEADER_BYTES };
     let listeners_n = u8::try_from(fds.len())?;
-    ctl.send(&ToGateway::Init { listeners: listeners_n, limits }, &fds).await?;
+    let init = ToGateway::Init { listeners: listeners_n, limits, sandbox: sandbox.clone() };
+    ctl.send(&init, &fds).await?;
     for route in routes {
         ctl.send(&ToGateway::Route(route.clone()), &[]).await?;
     }

@@ -11,22 +11,37 @@ use std::sync::{Arc, PoisonError};
 
 use anyhow::{Context, bail};
 use privsep::channel::{AsyncControlSocket, ControlSocket, Received};
-use privsep::msg::{ToBroker, ToGateway};
+use privsep::msg::{GatewayLimits, ToBroker, ToGateway};
+use privsep::sandbox::Profile;
 use tracing::info;
 
 use crate::{State, server};
 
-/// Serves until the broker closes the control socket.
-pub async fn run(control: ControlSocket) -> anyhow::Result<()> {
-    let ctl = control.into_async()?;
-    let (listeners, limits) = match ctl.recv::<ToGateway>().await? {
-        Some(Received { msg: ToGateway::Init { limits, .. }, fds }) => (fds, limits),
+/// What the broker's first message gave the gateway.
+#[derive(Debug)]
+pub struct Init {
+    pub listeners: Vec<OwnedFd>,
+    pub limits: GatewayLimits,
+    pub sandbox: Profile,
+}
+
+/// Receives the broker's `Init` (blocking: no runtime exists yet).
+pub fn receive_init(control: &ControlSocket) -> anyhow::Result<Init> {
+    match control.recv::<ToGateway>()? {
+        Some(Received { msg: ToGateway::Init { limits, sandbox, .. }, fds }) => {
+            Ok(Init { listeners: fds, limits, sandbox })
+        }
         other => bail!("expected Init from the broker, got {other:?}"),
-    };
+    }
+}
+
+/// Serves until the broker closes the control socket.
+pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
+    let ctl = control.into_async()?;
     let state = Arc::new(State::default());
     wait_for_start(&ctl, &state).await?;
-    let builder = server::builder(limits.max_header_bytes);
-    for fd in listeners {
+    let builder = server::builder(init.limits.max_header_bytes);
+    for fd in init.listeners {
         tokio::spawn(server::serve(tcp_listener(fd)?, state.clone(), builder.clone()));
     }
     ctl.send(&ToBroker::Ready, &[]).await?;

@@ -1,21 +1,24 @@
 //! `bulkhead-gateway`: started by the broker with its control socket at fd 3.
+//!
+//! Order matters: receive `Init`, enter the sandbox while single-threaded,
+//! build the runtime, lock the sandbox (seccomp on every thread), and only
+//! then accept a client connection.
 
 #![forbid(unsafe_code)]
 
 use privsep::channel::ControlSocket;
+use privsep::sandbox;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    privsep::logging::init();
     let control = ControlSocket::inherited(privsep::CONTROL_FD)?;
+    let init = bulkhead_gateway::control::receive_init(&control)?;
+    sandbox::enter(&init.sandbox)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("gateway")
         .enable_all()
         .build()?;
-    rt.block_on(bulkhead_gateway::run(control))
+    sandbox::lock(&init.sandbox)?;
+    rt.block_on(bulkhead_gateway::run(control, init))
 }

@@ -5,16 +5,20 @@
 //! each block with a `// SAFETY:` comment.
 //!
 //! # Layout
+//! - [`logging`]: the log subscriber every binary installs.
 //! - [`msg`]: the typed control messages and their bounded codec (no I/O).
 //! - [`channel`]: a `SOCK_SEQPACKET` control socket that carries one message
 //!   and its file descriptors per datagram, with hard size and fd caps.
 //! - [`spawn`]: fork+exec of a sibling binary with its control socket at
 //!   [`CONTROL_FD`], an empty environment and no inherited descriptors.
+//! - [`sandbox`]: sandbox profiles and the code that applies them in a child.
 //! - [`secret`]: a secret value that never prints and is zeroed on drop.
 //! - [`wire`]: the headers the gateway adds to requests it forwards to workers.
 
 pub mod channel;
+pub mod logging;
 pub mod msg;
+pub mod sandbox;
 pub mod secret;
 pub mod spawn;
 pub mod wire;

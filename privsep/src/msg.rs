@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::sandbox::Profile;
 use crate::secret::Secret;
 
 /// The largest encoded control message, in bytes (fits one `SOCK_SEQPACKET` datagram).
@@ -62,7 +63,7 @@ fn check_len(len: usize) -> Result<(), CodecError> {
 #[serde(deny_unknown_fields)]
 pub enum ToGateway {
     /// First message: `listeners` inherited TCP listening sockets follow as fds.
-    Init { listeners: u8, limits: GatewayLimits },
+    Init { listeners: u8, limits: GatewayLimits, sandbox: Profile },
     /// An app and the hosts it answers to (no fd).
     Route(Route),
     /// A connected stream to a worker of `app` (one fd).
@@ -120,6 +121,8 @@ pub struct WorkerInit {
     pub app: AppSpec,
     /// `(param name, value)`: become FastCGI params of this app only.
     pub secrets: Vec<(String, Secret)>,
+    /// The sandbox the worker applies before serving.
+    pub sandbox: Profile,
 }
 
 /// One app's request-handling configuration, as validated by the broker.
@@ -211,6 +214,7 @@ mod tests {
                 timeout_ms: 1,
             },
             secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],
+            sandbox: Profile::default(),
         };
         let msg = ToWorker::Init(Box::new(init));
         assert!(!format!("{msg:?}").contains("s3cret"));

@@ -9,6 +9,7 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::net::SocketAddr;
 
 use privsep::msg::{self, AppSpec, CodecError, ToGateway, ToWorker, WorkerInit};
+use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use zeroize::Zeroize;
 
@@ -276,7 +277,11 @@ fn secrets(
 
 /// The app must fit the control messages that carry it to its worker and the gateway.
 fn fits_messages(at: &str, app: &App, p: &mut Problems) -> bool {
-    let init = WorkerInit { app: app.spec.clone(), secrets: app.secrets.clone() };
+    let init = WorkerInit {
+        app: app.spec.clone(),
+        secrets: app.secrets.clone(),
+        sandbox: Profile::default(),
+    };
     let worker = msg::encode(&ToWorker::Init(Box::new(init))).map(|mut bytes| bytes.zeroize());
     let gateway = msg::encode(&ToGateway::Route(app.route())).map(drop);
     let worker_ok = p.take(key(at, "secrets"), worker.map_err(too_large)).is_some();
