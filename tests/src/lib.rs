@@ -1,1 +1,79 @@
-//! placeholder
+//! End-to-end test harness for Bulkhead: it runs the real `bulkhead` binaries against a
+//! real php-fpm on loopback and talks to them with a real HTTP client.
+//!
+//! Every test builds its own world in a temporary directory (document roots, secret files,
+//! php-fpm sockets, the config) so tests run in parallel without sharing anything but the
+//! machine. Everything the harness starts is stopped when its handle is dropped; when a test
+//! panics, the handles print the logs of what they ran (broker stderr, php-fpm error log).
+//!
+//! The harness never skips: a missing php-fpm or unbuilt binaries are failures with the
+//! command that fixes them.
+//!
+//! # Layout
+//!
+//! - [`binaries`]: finds `bulkhead`, `bulkhead-gateway` and `bulkhead-worker` in the target dir.
+//! - [`bulkhead`]: starts the broker with a config, waits for it to answer HTTP, stops it and
+//!   every process it started; runs `bulkhead check`.
+//! - [`config`]: builds TOML configurations from typed app descriptions.
+//! - [`http`]: a blocking reqwest client over HTTP/1.1 or h2c that resolves test host names
+//!   to the gateway's loopback port.
+//! - [`net`]: free loopback ports, polling, a raw HTTP readiness probe.
+//! - [`php`]: writes small PHP applications (and the Rust twins of what they print).
+//! - [`php_fpm`]: one php-fpm master per app on a Unix socket, stopped on drop.
+//! - [`procfs`]: the process tree and what each process exposes in `/proc`.
+//! - [`stack`]: one call that assembles all of the above for the common case.
+#![forbid(unsafe_code)]
+
+pub mod binaries;
+pub mod bulkhead;
+pub mod config;
+pub mod http;
+pub mod net;
+pub mod php;
+pub mod php_fpm;
+pub mod procfs;
+pub mod stack;
+
+pub use bulkhead::{Bulkhead, CheckOutcome};
+pub use config::{AppSpec, SecretSource, config_toml};
+pub use http::{Client, Proto, Reply, sha256_hex};
+pub use php_fpm::{PhpFpm, Pool};
+pub use stack::{AppPlan, Stack};
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A string unique to this process and call, for secrets and markers that must not collide
+/// with anything else in memory, `/proc` or logs.
+pub fn unique_token(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
+    format!("{prefix}-{}-{n}-{nanos:08x}", std::process::id())
+}
+
+/// A fresh temporary directory that other users can traverse (children may later run under
+/// their own uids and still need to reach document roots and sockets inside it).
+pub fn temp_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("bulkhead-test-")
+        .tempdir()
+        .expect("creating a temporary directory");
+    set_mode(dir.path(), 0o755);
+    dir
+}
+
+/// Reads a log file for display; a missing file reads as a note rather than a panic.
+pub fn read_log(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|err| format!("<cannot read {}: {err}>", path.display()))
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .expect("setting permissions on a directory the test created");
+}

@@ -1,0 +1,240 @@
+//! Runs the real `bulkhead` broker: `run` in the background with a generated config, and
+//! `check` to completion.
+//!
+//! [`Bulkhead::start`] returns only once the gateway answers HTTP on the first `listen`
+//! address. Dropping the handle stops the broker (SIGTERM, then SIGKILL) and kills any of
+//! its children that outlive it; if the test is panicking, the broker's stderr is printed.
+
+use crate::binaries;
+use crate::config::first_listen;
+use crate::net::{http_status_line, poll_until};
+use crate::procfs::{self, Pid};
+use crate::read_log;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid as NixPid;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// How long the broker may take until the gateway answers HTTP.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the broker may take to exit after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `bulkhead check` may run.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// What `check` and `run` exit with on a configuration problem (EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// A running `bulkhead run --config …`.
+#[derive(Debug)]
+pub struct Bulkhead {
+    child: Child,
+    /// Holds the config and the log; removed on drop.
+    dir: TempDir,
+    addr: SocketAddr,
+    /// Every descendant ever observed, so that drop can kill those that outlive the broker.
+    seen: Mutex<Vec<Pid>>,
+    exited: Option<ExitStatus>,
+}
+
+impl Bulkhead {
+    /// Starts the broker with `config_toml` and waits until it serves HTTP.
+    pub fn start(config_toml: &str) -> Self {
+        Self::start_with_env(config_toml, &[])
+    }
+
+    /// Like [`Bulkhead::start`], with extra environment variables for the broker (for
+    /// `{ env = "…" }` secrets).
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Self {
+        let mut bulkhead = Self::spawn(config_toml, env);
+        bulkhead.wait_ready();
+        bulkhead
+    }
+
+    /// Starts the broker without waiting for it (for configs it is expected to refuse).
+    pub fn spawn(config_toml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = crate::temp_dir();
+        let config = write_config(dir.path(), config_toml);
+        let log = File::create(dir.path().join("bulkhead.log")).expect("creating bulkhead.log");
+        let mut command = Command::new(binaries::broker());
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("duplicating the log handle"))
+            .stderr(log)
+            .process_group(0);
+        // The log goes to a file that is printed on failure: no colour escapes.
+        command.env("NO_COLOR", "1");
+        if std::env::var_os("RUST_BACKTRACE").is_none() {
+            command.env("RUST_BACKTRACE", "1");
+        }
+        let child = command.spawn().expect("spawning bulkhead run");
+        Self {
+            child,
+            dir,
+            addr: first_listen(config_toml),
+            seen: Mutex::new(Vec::new()),
+            exited: None,
+        }
+    }
+
+    /// The first listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The broker's pid.
+    pub fn pid(&self) -> Pid {
+        self.child.id()
+    }
+
+    /// What the broker has written to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("bulkhead.log"))
+    }
+
+    /// The config file the broker was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("bulkhead.toml")
+    }
+
+    /// The broker's live direct children (also remembered for cleanup).
+    pub fn children(&self) -> Vec<Pid> {
+        let children = procfs::children(self.pid());
+        self.remember(&procfs::descendants(self.pid()));
+        children
+    }
+
+    /// Sends `signal` to the broker alone.
+    pub fn signal(&self, signal: Signal) {
+        self.remember(&procfs::descendants(self.pid()));
+        let _ = kill(nix_pid(self.pid()), signal);
+    }
+
+    /// Waits up to `timeout` for the broker to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = poll_until(timeout, || self.child.try_wait().ok().flatten());
+        }
+        self.exited
+    }
+
+    fn wait_ready(&mut self) {
+        let outcome = poll_until(READY_TIMEOUT, || match self.child.try_wait() {
+            Ok(Some(status)) => Some(Err(status)),
+            _ => http_status_line(self.addr).map(Ok),
+        });
+        match outcome {
+            Some(Ok(_status_line)) => self.remember(&procfs::descendants(self.pid())),
+            Some(Err(status)) => panic!("bulkhead exited before serving: {status}"),
+            None => {
+                panic!("bulkhead did not answer HTTP on {} within {READY_TIMEOUT:?}", self.addr)
+            }
+        }
+    }
+
+    fn remember(&self, pids: &[Pid]) {
+        let mut seen = self.seen.lock().unwrap_or_else(|poison| poison.into_inner());
+        for pid in pids {
+            if !seen.contains(pid) {
+                seen.push(*pid);
+            }
+        }
+    }
+
+    /// SIGTERM, a grace period, SIGKILL; then kill every remembered child still running.
+    fn shutdown(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal(Signal::SIGTERM);
+            if self.wait_exit(STOP_TIMEOUT).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        self.kill_leftovers();
+    }
+
+    fn kill_leftovers(&self) {
+        let _ = killpg(nix_pid(self.pid()), Signal::SIGKILL);
+        let seen = self.seen.lock().unwrap_or_else(|poison| poison.into_inner());
+        for &pid in seen.iter().filter(|&&pid| is_ours(pid)) {
+            let _ = kill(nix_pid(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Bulkhead {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- bulkhead log ---\n{}--- end of bulkhead log ---", self.log());
+        }
+        self.shutdown();
+    }
+}
+
+/// Whether a live `pid` still runs one of the workspace's binaries (guards against pid reuse).
+fn is_ours(pid: Pid) -> bool {
+    let names = [binaries::BROKER, binaries::GATEWAY, binaries::WORKER];
+    procfs::is_alive(pid)
+        && procfs::exe_name(pid).is_some_and(|name| names.contains(&name.as_str()))
+}
+
+fn nix_pid(pid: Pid) -> NixPid {
+    NixPid::from_raw(i32::try_from(pid).expect("pids fit in i32"))
+}
+
+fn write_config(dir: &Path, config_toml: &str) -> PathBuf {
+    let path = dir.join("bulkhead.toml");
+    std::fs::write(&path, config_toml).expect("writing bulkhead.toml");
+    path
+}
+
+/// The result of `bulkhead check --config …`.
+#[derive(Debug)]
+pub struct CheckOutcome {
+    /// The exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Everything printed on stdout.
+    pub stdout: String,
+    /// Everything printed on stderr.
+    pub stderr: String,
+}
+
+impl CheckOutcome {
+    /// stdout then stderr: problems may be reported on either.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `bulkhead check` on `config_toml` and collects its exit code and output.
+pub fn check(config_toml: &str) -> CheckOutcome {
+    let dir = crate::temp_dir();
+    let config = write_config(dir.path(), config_toml);
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(binaries::binary(binaries::BROKER))
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("creating the stdout file"))
+        .stderr(File::create(&err_path).expect("creating the stderr file"))
+        .spawn()
+        .expect("spawning bulkhead check");
+    let status = poll_until(CHECK_TIMEOUT, || child.try_wait().ok().flatten());
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("bulkhead check did not finish within {CHECK_TIMEOUT:?}");
+    };
+    CheckOutcome { code: status.code(), stdout: read_log(&out_path), stderr: read_log(&err_path) }
+}

@@ -1,0 +1,52 @@
+//! What clients see when the backend is missing or says no: a stopped or never-started
+//! php-fpm gives 502 "backend is unavailable" for that app only, and a missing script gives
+//! php-fpm's own 404.
+
+use bulkhead_tests::{AppPlan, Proto, Reply, Stack, php};
+
+const UNAVAILABLE: &str = "backend is unavailable";
+
+fn assert_unavailable(reply: &Reply) {
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(
+        reply.text().to_lowercase().contains(UNAVAILABLE),
+        "the body should say the {UNAVAILABLE}: {reply:?}"
+    );
+}
+
+fn hello_app(name: &str) -> AppPlan {
+    AppPlan::new(name).file("hello.php", &php::hello(name))
+}
+
+#[test]
+fn stopped_php_fpm_gives_502_and_other_apps_keep_working() {
+    let mut stack = Stack::start(&[hello_app("alpha"), hello_app("beta")]);
+    let client = stack.client(Proto::Http1);
+    assert_eq!(client.get("alpha.localhost", "/hello.php?n=1").status, 200);
+    stack.fpm.stop("alpha");
+    for proto in [Proto::Http1, Proto::H2c] {
+        let client = stack.client(proto);
+        assert_unavailable(&client.get("alpha.localhost", "/hello.php?n=2"));
+        let beta = client.get("beta.localhost", "/hello.php?n=3");
+        assert_eq!(beta.status, 200, "beta must not notice alpha's outage: {beta:?}");
+        assert_eq!(beta.text(), php::hello_body("beta", 3));
+    }
+}
+
+#[test]
+fn never_started_backend_gives_502() {
+    let stack = Stack::start(&[hello_app("alpha").without_backend(), hello_app("beta")]);
+    let client = stack.client(Proto::Http1);
+    assert_unavailable(&client.get("alpha.localhost", "/hello.php?n=1"));
+    assert_eq!(client.get("beta.localhost", "/hello.php?n=1").status, 200);
+}
+
+#[test]
+fn missing_script_gives_php_fpm_404() {
+    let stack = Stack::start(&[hello_app("alpha")]);
+    for proto in [Proto::Http1, Proto::H2c] {
+        let reply = stack.client(proto).get("alpha.localhost", "/no-such-script.php");
+        assert_eq!(reply.status, 404, "{proto:?}: {reply:?}");
+        assert!(reply.text().contains("File not found."), "{proto:?}: {reply:?}");
+    }
+}
