@@ -6,6 +6,7 @@
 //!   syntax step (an error names line:column) and [`ConfigError`];
 //! - `raw`: serde structs with `deny_unknown_fields`; the top level and each
 //!   `[[app]]` are mapped separately, so one bad key does not hide the next;
+//! - `users`: resolving `user = "name"` through `/etc/passwd`;
 //! - `validate`: every value is checked and *all* problems are collected,
 //!   each with its key path (`app[1].hosts[0]`), using the small checkers in
 //!   `values` (addresses, sizes, durations), `paths`, `hosts` and `secrets`.
@@ -19,6 +20,7 @@ mod hosts;
 mod paths;
 mod raw;
 mod secrets;
+pub mod users;
 mod validate;
 mod values;
 
@@ -42,6 +44,12 @@ pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 /// The default backend timeout: 60 s, nginx's `fastcgi_read_timeout`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 /// Dynamic uids for apps without `user`: systemd's `DynamicUser` range.
+/// How long SIGTERM waits for in-flight requests, in ms (`shutdown_timeout`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+/// How long an on-demand app's worker may sit idle before it stops, in ms.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
+/// The most workers one app may have.
+pub const MAX_WORKERS: u32 = 64;
 pub const DEFAULT_UID_RANGE: UidRange = UidRange { first: 61184, last: 65519 };
 
 /// Everything the broker needs, validated.
@@ -54,6 +62,10 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// In file order; names and host patterns are unique across apps.
     pub apps: Vec<App>,
+    /// Where `bulkhead reload` and `bulkhead audit` reach the running broker.
+    pub control_socket: PathBuf,
+    /// How long SIGTERM waits for in-flight requests before stopping everything.
+    pub shutdown_timeout_ms: u64,
 }
 
 /// How children are confined (`[sandbox]`).
@@ -91,6 +103,8 @@ pub enum SandboxMode {
     Root,
     /// User namespaces only (development, CI without root).
     Rootless,
+    /// No sandbox at all (`mode = "off"`): for measurements only, loudly warned about.
+    Off,
 }
 
 /// An inclusive range of uids, never containing 0.
@@ -109,17 +123,23 @@ pub struct App {
     pub hosts: Vec<String>,
     /// Root mode: the uid the worker and backend run as; else a dynamic uid.
     pub user: Option<String>,
+    /// `user` resolved through the password database when the config was loaded.
+    pub account: Option<users::Account>,
     /// Canonical directories the worker may write to.
     pub writable: Vec<PathBuf>,
     pub tls: Option<TlsFiles>,
     /// `(FastCGI param name, value)`, sorted by name; sent to this app's workers only.
     pub secrets: Vec<(String, Secret)>,
+    /// How many workers serve the app (the gateway spreads requests over them).
+    pub workers: u32,
+    /// Start workers at the first request and stop them when idle.
+    pub on_demand: bool,
 }
 
 impl App {
     /// The routing entry the gateway needs for this app.
     pub fn route(&self) -> Route {
-        Route { app: self.spec.name.clone(), hosts: self.hosts.clone() }
+        Route { app: self.spec.name.clone(), hosts: self.hosts.clone(), on_demand: self.on_demand }
     }
 }
 
@@ -235,7 +255,7 @@ fn parse(text: &str, origin: &Path, env: EnvLookup<'_>) -> Result<Config, Config
     let table = syntax(text, origin)?;
     let mut problems = Problems::default();
     let raw = raw::read(table, &mut problems);
-    let config = validate::config(raw, env, &mut problems);
+    let config = validate::config(raw, origin, env, &mut problems);
     debug_assert!(config.is_some() || !problems.is_empty(), "a check failed without saying why");
     match config {
         Some(config) if problems.is_empty() => Ok(config),
@@ -258,4 +278,14 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// The admin socket of the instance run with the configuration at `path`,
+/// found even when the file no longer validates (so `reload` can report why).
+pub fn control_socket_for(path: &Path) -> PathBuf {
+    let configured = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("control_socket")?.as_str().map(PathBuf::from));
+    configured.unwrap_or_else(|| paths::default_control_socket(path))
 }

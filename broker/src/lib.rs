@@ -7,14 +7,24 @@
 //! traffic, and treats every message from a child as possibly hostile.
 //!
 //! # Layout
+//! - [`audit`]: `bulkhead audit`, the running instance checked against its profiles.
+//! - [`commands`]: the `bulkhead` subcommands.
 //! - [`config`]: the TOML file, validated in full with key paths.
 //! - [`supervise`]: starting, watching and restarting one child.
 //! - [`profiles`]: each child's sandbox profile, from the config.
-//! - [`orchestrate`]: wiring listeners, workers, channels and the gateway.
+//! - [`listeners`]: the listening sockets, bound once or socket-activated.
+//! - [`orchestrate`]: the event loop that starts, connects, restarts, reloads and stops children.
+//! - [`admin`]: the admin socket behind `bulkhead reload` and `bulkhead status`.
+//! - [`systemd`]: readiness notifications.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod audit;
+pub mod commands;
 pub mod config;
+pub mod listeners;
 pub mod orchestrate;
 pub mod profiles;
 pub mod supervise;
+pub mod systemd;

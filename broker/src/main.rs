@@ -5,77 +5,45 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bulkhead::config;
+use bulkhead::commands;
 use clap::{Parser, Subcommand};
+
+/// Where the configuration is read from unless `--config` says otherwise.
+const DEFAULT_CONFIG: &str = "/etc/bulkhead/bulkhead.toml";
 
 #[derive(Debug, Parser)]
 #[command(name = "bulkhead", version, about = "A privilege-separated web gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate the configuration, bind the listeners and serve.
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Run,
     /// Validate the configuration only (exit status 64 on any problem).
-    Check {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Check,
+    /// Make the running instance re-read its configuration (like SIGHUP).
+    Reload,
+    /// Print the running instance's components, as JSON.
+    Status,
+    /// Check the running instance's sandboxes against their profiles (reads /proc).
+    Audit,
 }
 
 fn main() -> ExitCode {
     privsep::logging::init();
-    let (path, serve) = match Cli::parse().command {
-        Command::Run { config } => (config, true),
-        Command::Check { config } => (config, false),
-    };
-    let config = match config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: configuration invalid:\n{e}", path.display());
-            return ExitCode::from(config::EXIT_CONFIG as u8);
-        }
-    };
-    if serve {
-        return run(config);
-    }
-    println!("{}: configuration OK", path.display());
-    ExitCode::SUCCESS
-}
-
-fn run(config: config::Config) -> ExitCode {
-    let rt =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("cannot start the runtime: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-    match rt.block_on(bulkhead::orchestrate::run(config, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bulkhead: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let cli = Cli::parse();
+    let path = &cli.config;
+    match cli.command {
+        Command::Run => commands::run(path),
+        Command::Check => commands::check(path),
+        Command::Reload => commands::reload(path),
+        Command::Status => commands::status(path),
+        Command::Audit => commands::audit(path),
     }
 }

@@ -1,18 +1,269 @@
 //! The sandbox profile of each child, built from the validated config.
 //!
 //! The escape tests build their probes' sandboxes with these same functions,
-//! so what is tested is exactly what the broker hands out.
+//! and `bulkhead audit` compares live processes against them, so what is
+//! tested and audited is exactly what the broker hands out.
+//!
+//! - **Gateway:** empty read-only root, empty network/IPC/UTS namespaces, its
+//!   own uid (root mode), no capabilities, Landlock denying every file and TCP
+//!   right, seccomp allowing `accept4` on inherited listeners but no `open`,
+//!   `socket`, `connect`, `bind`, exec, fork, …
+//! - **Worker:** a root holding only its app's document root (read-only, at the
+//!   same path, since php-fpm receives those paths), its writable dirs, its
+//!   FastCGI socket, `/dev/null`, `/dev/urandom` and a private `/tmp`; an
+//!   empty network namespace for a Unix backend, else the host's with Landlock
+//!   allowing TCP connect to the backend's port only; its own uid per app.
+//!
+//! Uids in root mode: the gateway gets the first uid of `[sandbox] uid_range`,
+//! each app without `user` the next ones, in config order.
 
-use privsep::sandbox::Profile;
+use std::path::{Path, PathBuf};
 
-use crate::config::{App, Config};
+use privsep::msg::Backend;
+use privsep::sandbox::features::Features;
+use privsep::sandbox::{
+    Bind, BindAccess, Identity, Landlock, MountView, Namespaces, Profile, Resource, Rlimit,
+    Seccomp, SocketDomain,
+};
+use tracing::warn;
+
+use crate::config::{App, Config, SandboxMode};
+
+/// The Landlock ABI the profiles need: file system (V5), TCP (V4) and scopes (V6).
+pub const LANDLOCK_ABI: u8 = 6;
+
+/// The mode the broker runs in: configured, or root mode exactly when running as root.
+pub fn mode(config: &Config) -> SandboxMode {
+    config.sandbox.effective_mode(nix::unistd::geteuid().is_root())
+}
 
 /// The gateway's profile.
-pub fn gateway(_config: &Config) -> Profile {
-    Profile::default()
+pub fn gateway(config: &Config) -> Profile {
+    let mode = mode(config);
+    if mode == SandboxMode::Off {
+        warn!("SANDBOXES ARE OFF ([sandbox] mode = \"off\"): every child runs unconfined");
+        return Profile::default();
+    }
+    Profile {
+        namespaces: namespaces(mode, true),
+        mounts: Some(MountView::default()),
+        identity: (mode == SandboxMode::Root).then(|| dynamic(config, 0)),
+        landlock: Some(Landlock { min_abi: LANDLOCK_ABI, ..Landlock::default() }),
+        seccomp: Some(Seccomp { accept: true, files: false, socket_domains: Vec::new() }),
+        ..common(config)
+    }
 }
 
 /// The profile of a worker of `app`.
-pub fn worker(_config: &Config, _app: &App) -> Profile {
-    Profile::default()
+pub fn worker(config: &Config, app: &App) -> Profile {
+    let mode = mode(config);
+    if mode == SandboxMode::Off {
+        return Profile::default();
+    }
+    let backend = &app.spec.fastcgi;
+    Profile {
+        namespaces: namespaces(mode, matches!(backend, Backend::Unix(_))),
+        mounts: Some(worker_view(app)),
+        identity: (mode == SandboxMode::Root).then(|| worker_identity(config, app)),
+        landlock: Some(worker_landlock(app)),
+        seccomp: Some(Seccomp {
+            accept: false,
+            files: true,
+            socket_domains: vec![socket_domain(backend)],
+        }),
+        ..common(config)
+    }
+}
+
+/// What every sandboxed child shares.
+fn common(config: &Config) -> Profile {
+    let zero = |resource| Rlimit { resource, limit: 0 };
+    Profile {
+        rlimits: vec![
+            zero(Resource::Core),
+            zero(Resource::Memlock),
+            zero(Resource::Msgqueue),
+            zero(Resource::Rtprio),
+            zero(Resource::Nice),
+        ],
+        drop_privileges: true,
+        best_effort: config.sandbox.allow_weaker,
+        ..Profile::default()
+    }
+}
+
+fn namespaces(mode: SandboxMode, isolated_net: bool) -> Namespaces {
+    Namespaces {
+        user: mode == SandboxMode::Rootless,
+        mount: true,
+        net: isolated_net,
+        ipc: true,
+        uts: true,
+    }
+}
+
+/// The `n`th uid of the range (0: the gateway), as uid and gid.
+fn dynamic(config: &Config, n: u32) -> Identity {
+    let uid = config.sandbox.uid_range.first.saturating_add(n);
+    Identity { uid, gid: uid }
+}
+
+fn worker_identity(config: &Config, app: &App) -> Identity {
+    if let Some(account) = app.account {
+        return Identity { uid: account.uid, gid: account.gid };
+    }
+    let dynamic_apps = config.apps.iter().filter(|a| a.account.is_none());
+    let index = dynamic_apps.take_while(|a| a.spec.name != app.spec.name).count();
+    dynamic(config, 1 + u32::try_from(index).unwrap_or(u32::MAX - 1))
+}
+
+fn worker_view(app: &App) -> MountView {
+    let mut binds = vec![Bind { path: app.spec.root.clone(), access: BindAccess::ReadOnly }];
+    binds.extend(
+        app.writable.iter().map(|dir| Bind { path: dir.clone(), access: BindAccess::ReadWrite }),
+    );
+    if let Backend::Unix(socket) = &app.spec.fastcgi {
+        binds.push(Bind { path: socket.clone(), access: BindAccess::ReadOnly });
+    }
+    for device in ["/dev/null", "/dev/urandom"] {
+        binds.push(Bind { path: PathBuf::from(device), access: BindAccess::Device });
+    }
+    // Parents before what lies beneath them (stable: same depth keeps config order).
+    binds.sort_by_key(|bind| bind.path.components().count());
+    MountView { private_tmp: true, binds }
+}
+
+fn worker_landlock(app: &App) -> Landlock {
+    let mut write: Vec<PathBuf> = app.writable.clone();
+    write.extend(["/tmp", "/dev/null"].map(PathBuf::from));
+    let connect_tcp = match &app.spec.fastcgi {
+        Backend::Tcp(addr) => vec![addr.port()],
+        Backend::Unix(_) => Vec::new(),
+    };
+    Landlock {
+        min_abi: LANDLOCK_ABI,
+        read: vec![app.spec.root.clone(), Path::new("/dev/urandom").to_path_buf()],
+        write,
+        connect_tcp,
+    }
+}
+
+fn socket_domain(backend: &Backend) -> SocketDomain {
+    match backend {
+        Backend::Unix(_) => SocketDomain::Unix,
+        Backend::Tcp(addr) if addr.is_ipv4() => SocketDomain::Inet,
+        Backend::Tcp(_) => SocketDomain::Inet6,
+    }
+}
+
+/// Why the broker refuses to start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sandbox the children: {0}")]
+pub struct PreflightError(String);
+
+/// Checks, before any child starts, that this kernel and this broker can apply
+/// the profiles. Returns the warnings to log (weaker mode accepted by the
+/// config, sandboxes off); refuses when something is missing unless
+/// `[sandbox] allow_weaker = true`.
+pub fn preflight(config: &Config) -> Result<Vec<String>, PreflightError> {
+    preflight_with(config, &Features::detect(), nix::unistd::geteuid().is_root())
+}
+
+/// [`preflight`] for given kernel features and privilege.
+pub fn preflight_with(
+    config: &Config,
+    features: &Features,
+    is_root: bool,
+) -> Result<Vec<String>, PreflightError> {
+    let mode = config.sandbox.effective_mode(is_root);
+    if mode == SandboxMode::Off {
+        return Ok(vec![
+            "SANDBOXES ARE OFF ([sandbox] mode = \"off\"): a compromised gateway or worker \
+             can read every file and secret the broker's user can"
+                .to_owned(),
+        ]);
+    }
+    if mode == SandboxMode::Root && !is_root {
+        return Err(PreflightError(
+            "sandbox.mode = \"root\" needs the broker to run as root (or use \"rootless\")".into(),
+        ));
+    }
+    let missing = missing_features(mode, features);
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let what = missing.join("; ");
+    if config.sandbox.allow_weaker {
+        return Ok(vec![format!("starting with WEAKER sandboxes (allow_weaker): {what}")]);
+    }
+    Err(PreflightError(format!(
+        "this kernel lacks {what} (found: {features}); set [sandbox] allow_weaker = true to start anyway"
+    )))
+}
+
+fn missing_features(mode: SandboxMode, features: &Features) -> Vec<String> {
+    let mut missing = Vec::new();
+    if features.landlock_abi < LANDLOCK_ABI {
+        missing.push(format!(
+            "Landlock ABI {LANDLOCK_ABI} (file system, TCP and scoping rules; kernel 6.12+)"
+        ));
+    }
+    if !features.seccomp {
+        missing.push("seccomp filters with SECCOMP_RET_KILL_PROCESS".to_owned());
+    }
+    if mode == SandboxMode::Rootless && !features.user_namespaces {
+        missing.push("user namespaces (user.max_user_namespaces is 0 or restricted)".to_owned());
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features(landlock_abi: u8) -> Features {
+        Features { landlock_abi, seccomp: true, user_namespaces: true }
+    }
+
+    fn config(extra: &str) -> Config {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let text = format!(
+            "listen = [\"127.0.0.1:0\"]\n[sandbox]\n{extra}\n\
+             [[app]]\nname = \"a\"\nhosts = [\"a.localhost\"]\nroot = {root:?}\nfastcgi = \"unix:/run/a.sock\"\n\
+             [[app]]\nname = \"b\"\nhosts = [\"b.localhost\"]\nroot = {root:?}\nfastcgi = \"127.0.0.1:9000\"\n"
+        );
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        crate::config::load(&path).expect("valid config")
+    }
+
+    #[test]
+    fn apps_and_gateway_get_distinct_uids_in_root_mode() {
+        let config = config("mode = \"root\"\nuid_range = \"70000-70010\"");
+        let ids: Vec<u32> = [gateway(&config)]
+            .into_iter()
+            .chain(config.apps.iter().map(|app| worker(&config, app)))
+            .map(|p| p.identity.expect("root mode switches uid").uid)
+            .collect();
+        assert_eq!(ids, [70000, 70001, 70002]);
+    }
+
+    #[test]
+    fn tcp_backends_keep_the_host_network_but_only_their_port() {
+        let config = config("mode = \"rootless\"");
+        let (a, b) = (worker(&config, &config.apps[0]), worker(&config, &config.apps[1]));
+        assert!(a.namespaces.net && a.namespaces.user && a.identity.is_none());
+        assert!(!b.namespaces.net);
+        assert_eq!(b.landlock.expect("landlock").connect_tcp, [9000]);
+    }
+
+    #[test]
+    fn refuses_an_old_kernel_unless_weaker_is_accepted() {
+        let strict = config("mode = \"rootless\"");
+        assert!(preflight_with(&strict, &features(5), false).is_err());
+        assert!(preflight_with(&strict, &features(7), false).expect("ok").is_empty());
+        let weaker = config("mode = \"rootless\"\nallow_weaker = true");
+        assert_eq!(preflight_with(&weaker, &features(5), false).expect("accepted").len(), 1);
+    }
 }

@@ -1,18 +1,26 @@
-//! Starting, watching and restarting the broker's children.
+//! Starting one child and watching it; restart pacing.
 //!
 //! Each child is fork+exec'd from its own binary next to `bulkhead`, gets a
-//! fresh control socket at fd 3 and an empty environment, and is restarted
-//! with exponential backoff when it exits. Whatever a child sends is checked
-//! against the [`ToBroker`] allow-list; a child that breaks the protocol is
-//! killed (and so restarted), never trusted.
+//! fresh control socket at fd 3 and an empty environment. A watcher task
+//! turns what the child says into [`Event`]s for the broker's loop, after
+//! checking each message against the allow-list *for that child's role*: only
+//! the gateway may ask for channels, only a worker may report itself idle.
+//! Anything else — garbage, a forbidden message, a descriptor where none is
+//! expected — gets the child killed (and so restarted), never trusted.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use privsep::channel::{AsyncControlSocket, ChannelError, ControlSocket, Received};
-use privsep::msg::ToBroker;
+use privsep::msg::{Message, ToBroker};
 use tokio::process::Child;
+use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
+
+use crate::orchestrate::Event;
 
 /// First delay before restarting a child that exited.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -20,12 +28,55 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A child that ran this long is considered healthy again: backoff resets.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// More unexpected exits than this within [`CRASH_WINDOW`] is a crash loop.
+const CRASH_LIMIT: usize = 5;
+/// The window in which [`CRASH_LIMIT`] exits mean a crash loop.
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// How long a child may take to accept a control message before it is killed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A started child and its control socket.
-#[derive(Debug)]
-pub struct Running {
-    pub child: Child,
-    pub control: AsyncControlSocket,
+/// Which child a message or exit is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChildId {
+    Gateway { serial: u64 },
+    Worker { app: String, serial: u64 },
+}
+
+impl std::fmt::Display for ChildId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gateway { serial } => write!(f, "gateway#{serial}"),
+            Self::Worker { app, serial } => write!(f, "worker[{app}]#{serial}"),
+        }
+    }
+}
+
+/// The broker's end of a child's control socket, shared with its watcher.
+#[derive(Debug, Clone)]
+pub struct Control {
+    socket: Arc<AsyncControlSocket>,
+    /// Wakes the watcher to kill the child (by handle, never by a pid that may be reused).
+    kill: Arc<Notify>,
+    pub pid: Option<u32>,
+}
+
+impl Control {
+    /// Sends a message; a child that does not take it within [`SEND_TIMEOUT`] fails.
+    pub async fn send<M: Message>(
+        &self,
+        msg: &M,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(), ChannelError> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(msg, fds)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        }
+    }
+
+    /// Kills the child (SIGKILL); its watcher then reports the exit.
+    pub fn kill(&self) {
+        self.kill.notify_one();
+    }
 }
 
 /// Where the children's binaries are: next to the running `bulkhead`.
@@ -34,56 +85,72 @@ pub fn bin_dir() -> std::io::Result<PathBuf> {
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
-/// Starts `bin_dir/program` with a new control socket at fd 3.
-pub fn start(bin_dir: &Path, program: &str, role: &str) -> std::io::Result<Running> {
+/// Starts `bin_dir/program` with a new control socket at fd 3, and its watcher.
+pub fn start(
+    bin_dir: &Path,
+    program: &str,
+    id: ChildId,
+    events: UnboundedSender<Event>,
+) -> std::io::Result<Control> {
     let (ours, theirs) = ControlSocket::pair()?;
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let env = [("RUST_LOG", log.as_str()), ("BULKHEAD_ROLE", role)];
+    let role = match &id {
+        ChildId::Gateway { .. } => "gateway".to_owned(),
+        ChildId::Worker { app, .. } => format!("worker[{app}]"),
+    };
+    let env = [("RUST_LOG", log.as_str()), ("BULKHEAD_ROLE", role.as_str())];
     let child = privsep::spawn::spawn_child(&bin_dir.join(program), &[], &env, theirs.as_fd())?;
     drop(theirs);
-    Ok(Running { child, control: ours.into_async()? })
+    let socket = Arc::new(ours.into_async()?);
+    let control = Control { socket, kill: Arc::new(Notify::new()), pid: child.id() };
+    tokio::spawn(watch(id, child, control.clone(), events));
+    Ok(control)
 }
 
-/// Completes when the child has exited, handling its messages meanwhile.
-///
-/// Cancel-safe: dropping the future loses no message. A child that breaks
-/// the protocol is killed; a closed control socket just waits for the exit.
-pub async fn watch(role: &str, running: &mut Running) {
+/// Reports the child's messages and, last, its exit.
+async fn watch(id: ChildId, mut child: Child, control: Control, events: UnboundedSender<Event>) {
+    let started = Instant::now();
     let mut open = true;
-    while open {
+    let status = loop {
         tokio::select! {
-            status = running.child.wait() => return log_exit(role, status),
-            msg = running.control.recv::<ToBroker>() => open = handle(role, msg),
-        }
-    }
-    let _ = running.child.start_kill();
-    log_exit(role, running.child.wait().await);
-}
-
-/// Acts on one control message; `false` when the socket is done with.
-fn handle(role: &str, msg: Result<Option<Received<ToBroker>>, ChannelError>) -> bool {
-    match msg {
-        Ok(Some(r)) => match r.msg {
-            ToBroker::Ready => {
-                info!(child = role, "ready");
-                true
+            status = child.wait() => break status,
+            () = control.kill.notified() => { let _ = child.start_kill(); }
+            msg = control.socket.recv::<ToBroker>(), if open => {
+                match allowed(&id, msg) {
+                    Ok(Some(event)) => { let _ = events.send(event); }
+                    Ok(None) => open = false,
+                    Err(reason) => {
+                        warn!(child = %id, %reason, "protocol violation on the control socket; killing the child");
+                        open = false;
+                        let _ = child.start_kill();
+                    }
+                }
             }
-        },
-        Ok(None) => {
-            info!(child = role, "control socket closed");
-            false
         }
-        Err(e) => {
-            warn!(child = role, cause = %e, "protocol violation on control socket; killing child");
-            false
-        }
-    }
+    };
+    let status = match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let _ = events.send(Event::Exited { id, status, ran_for: started.elapsed() });
 }
 
-fn log_exit(role: &str, status: std::io::Result<std::process::ExitStatus>) {
-    match status {
-        Ok(s) => warn!(child = role, status = %s, "child exited"),
-        Err(e) => warn!(child = role, cause = %e, "waiting for child failed"),
+/// The role-aware allow-list: `Ok(None)` on end of stream.
+fn allowed(
+    id: &ChildId,
+    msg: Result<Option<Received<ToBroker>>, ChannelError>,
+) -> Result<Option<Event>, String> {
+    let Some(received) = msg.map_err(|e| e.to_string())? else {
+        info!(child = %id, "control socket closed");
+        return Ok(None);
+    };
+    match (received.msg, id) {
+        (ToBroker::Ready, _) => Ok(Some(Event::Ready(id.clone()))),
+        (ToBroker::NeedChannel { app }, ChildId::Gateway { .. }) => {
+            Ok(Some(Event::NeedChannel { app }))
+        }
+        (ToBroker::Idle, ChildId::Worker { .. }) => Ok(Some(Event::Idle(id.clone()))),
+        (msg, _) => Err(format!("{msg:?} is not allowed from this child")),
     }
 }
 
@@ -100,12 +167,76 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Waits before the next start, given how long the last run lasted.
-    pub async fn wait(&mut self, ran_for: Duration) {
+    /// The delay before the next start, given how long the last run lasted.
+    pub fn next(&mut self, ran_for: Duration) -> Duration {
         if ran_for >= HEALTHY_AFTER {
             self.next = BACKOFF_START;
         }
-        tokio::time::sleep(self.next).await;
+        let delay = self.next;
         self.next = (self.next * 2).min(BACKOFF_MAX);
+        delay
+    }
+}
+
+/// Counts unexpected exits to detect a crash loop.
+#[derive(Debug, Default)]
+pub struct CrashCounter {
+    recent: VecDeque<Instant>,
+    /// Every unexpected exit since the app was configured.
+    pub total: u64,
+}
+
+impl CrashCounter {
+    /// Records an exit; `true` when that makes a crash loop.
+    pub fn record(&mut self, now: Instant) -> bool {
+        self.total += 1;
+        self.recent.push_back(now);
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
+            self.recent.pop_front();
+        }
+        self.recent.len() > CRASH_LIMIT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_healthy_run() {
+        let mut b = Backoff::default();
+        assert_eq!(b.next(Duration::ZERO), BACKOFF_START);
+        assert_eq!(b.next(Duration::ZERO), BACKOFF_START * 2);
+        for _ in 0..20 {
+            b.next(Duration::ZERO);
+        }
+        assert_eq!(b.next(Duration::ZERO), BACKOFF_MAX);
+        assert_eq!(b.next(HEALTHY_AFTER), BACKOFF_START);
+    }
+
+    #[test]
+    fn crash_loop_needs_many_exits_in_the_window() {
+        let mut c = CrashCounter::default();
+        let t0 = Instant::now();
+        for i in 0..CRASH_LIMIT {
+            assert!(!c.record(t0 + Duration::from_secs(i as u64)));
+        }
+        assert!(c.record(t0 + Duration::from_secs(10)));
+        let mut spaced = CrashCounter::default();
+        for i in 0..20 {
+            assert!(!spaced.record(t0 + CRASH_WINDOW * i));
+        }
+    }
+
+    #[test]
+    fn only_the_gateway_may_ask_for_channels_and_only_workers_report_idle() {
+        let gw = ChildId::Gateway { serial: 1 };
+        let wk = ChildId::Worker { app: "a".into(), serial: 2 };
+        let msg = |m| Ok(Some(Received { msg: m, fds: vec![] }));
+        let need = || ToBroker::NeedChannel { app: "a".into() };
+        assert!(allowed(&gw, msg(need())).is_ok());
+        assert!(allowed(&wk, msg(need())).is_err());
+        assert!(allowed(&wk, msg(ToBroker::Idle)).is_ok());
+        assert!(allowed(&gw, msg(ToBroker::Idle)).is_err());
     }
 }

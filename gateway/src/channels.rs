@@ -2,35 +2,39 @@
 //!
 //! The broker hands the gateway a connected Unix stream for each worker it
 //! starts; this module runs an HTTP/2 client connection over it and keeps,
-//! per app, the live senders. Requests are spread round-robin; a closed
-//! channel is dropped the next time it is picked. The gateway never opens a
-//! channel itself: it has no way to reach a worker the broker did not give it.
+//! per app, the live senders with the config generation they belong to.
+//! Requests are spread round-robin; a closed channel is dropped the next time
+//! it is picked; retired channels are forgotten (requests already sent on
+//! them finish). The gateway never opens a channel itself: it has no way to
+//! reach a worker the broker did not give it.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tracing::{info, warn};
+use tokio::sync::Notify;
+use tracing::{debug, warn};
 
 /// Every app's live channels.
 #[derive(Debug, Default)]
 pub struct Channels {
     apps: Mutex<HashMap<String, AppChannels>>,
+    /// Woken whenever a channel is added (requests waiting for an on-demand app).
+    added: Notify,
 }
 
 #[derive(Debug, Default)]
 struct AppChannels {
-    senders: Vec<SendRequest<Incoming>>,
-    next: AtomicUsize,
+    senders: Vec<(u64, SendRequest<Incoming>)>,
+    next: usize,
 }
 
 impl Channels {
     /// Runs HTTP/2 over `fd` (a connected Unix stream to a worker of `app`) and adds it.
-    pub async fn add(&self, app: &str, fd: OwnedFd) -> std::io::Result<()> {
+    pub async fn add(&self, app: &str, generation: u64, fd: OwnedFd) -> std::io::Result<()> {
         let std_stream = std::os::unix::net::UnixStream::from(fd);
         std_stream.set_nonblocking(true)?;
         let stream = tokio::net::UnixStream::from_std(std_stream)?;
@@ -44,30 +48,46 @@ impl Channels {
             .map_err(std::io::Error::other)?;
         let name = app.to_owned();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                warn!(app = %name, cause = %e, "worker channel failed");
+            match conn.await {
+                Ok(()) => debug!(app = %name, "worker channel closed"),
+                Err(e) => warn!(app = %name, cause = %e, "worker channel failed"),
             }
-            info!(app = %name, "worker channel closed");
         });
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        apps.entry(app.to_owned()).or_default().senders.push(sender);
+        self.lock().entry(app.to_owned()).or_default().senders.push((generation, sender));
+        self.added.notify_waiters();
         Ok(())
+    }
+
+    /// Forgets `app`'s channels older than generation `below`.
+    pub fn retire(&self, app: &str, below: u64) {
+        if let Some(chans) = self.lock().get_mut(app) {
+            chans.senders.retain(|(generation, _)| *generation >= below);
+        }
     }
 
     /// Forgets every channel of `app`.
     pub fn remove_app(&self, app: &str) {
-        self.apps.lock().unwrap_or_else(PoisonError::into_inner).remove(app);
+        self.lock().remove(app);
     }
 
     /// A live sender for `app`, round-robin; `None` if it has none.
     pub fn pick(&self, app: &str) -> Option<SendRequest<Incoming>> {
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut apps = self.lock();
         let chans = apps.get_mut(app)?;
-        chans.senders.retain(|s| !s.is_closed());
+        chans.senders.retain(|(_, s)| !s.is_closed());
         if chans.senders.is_empty() {
             return None;
         }
-        let i = chans.next.fetch_add(1, Ordering::Relaxed) % chans.senders.len();
-        Some(chans.senders[i].clone())
+        chans.next = chans.next.wrapping_add(1);
+        Some(chans.senders[chans.next % chans.senders.len()].1.clone())
+    }
+
+    /// Completes at the next [`Channels::add`]; create it *before* checking [`Channels::pick`].
+    pub fn added(&self) -> tokio::sync::futures::Notified<'_> {
+        self.added.notified()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppChannels>> {
+        self.apps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

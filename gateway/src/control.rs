@@ -3,19 +3,27 @@
 //! The broker speaks first: `Init` with the listeners, then `Route`s and
 //! `Channel`s, then `Start`. Only then does the gateway accept connections,
 //! so no client ever reaches a half-configured gateway (connections wait in
-//! the listen backlog). Later `Route`s and `Channel`s update a live gateway.
-//! When the control socket closes, the broker is gone and the gateway exits.
+//! the listen backlog). Later messages update a live gateway; the gateway's
+//! only requests are `NeedChannel` for on-demand apps. `Shutdown` — or the
+//! broker closing the socket — stops accepting and finishes in-flight
+//! requests before the process exits.
 
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use privsep::channel::{AsyncControlSocket, ControlSocket, Received};
 use privsep::msg::{GatewayLimits, ToBroker, ToGateway};
 use privsep::sandbox::Profile;
-use tracing::info;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 
-use crate::{State, server};
+use crate::State;
+use crate::server::{self, Serving};
+
+/// How long in-flight requests may take when the broker just disappears.
+const ORPHAN_DRAIN: Duration = Duration::from_secs(10);
 
 /// What the broker's first message gave the gateway.
 #[derive(Debug)]
@@ -35,21 +43,43 @@ pub fn receive_init(control: &ControlSocket) -> anyhow::Result<Init> {
     }
 }
 
-/// Serves until the broker closes the control socket.
+/// Serves until the broker says `Shutdown` or closes the control socket.
 pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
     let ctl = control.into_async()?;
-    let state = Arc::new(State::default());
+    let (need_tx, mut need_rx) = mpsc::unbounded_channel();
+    let state = Arc::new(State::new(need_tx));
     wait_for_start(&ctl, &state).await?;
-    let builder = server::builder(init.limits.max_header_bytes);
+    let (stop_tx, stop) = watch::channel(false);
+    let (alive, mut all_done) = mpsc::channel(1);
+    let serving = Serving { builder: server::builder(init.limits.max_header_bytes), stop, alive };
     for fd in init.listeners {
-        tokio::spawn(server::serve(tcp_listener(fd)?, state.clone(), builder.clone()));
+        tokio::spawn(server::serve(tcp_listener(fd)?, state.clone(), serving.clone()));
     }
+    drop(serving);
     ctl.send(&ToBroker::Ready, &[]).await?;
     info!("gateway serving");
-    while let Some(r) = ctl.recv::<ToGateway>().await? {
-        apply(&state, r).await?;
+    let deadline = loop {
+        tokio::select! {
+            msg = ctl.recv::<ToGateway>() => match msg? {
+                Some(Received { msg: ToGateway::Shutdown { deadline_ms }, .. }) => {
+                    break Duration::from_millis(deadline_ms);
+                }
+                Some(r) => apply(&state, r).await?,
+                None => {
+                    warn!("the broker closed the control socket");
+                    break ORPHAN_DRAIN;
+                }
+            },
+            Some(app) = need_rx.recv() => {
+                ctl.send(&ToBroker::NeedChannel { app }, &[]).await?;
+            }
+        }
+    };
+    info!(deadline_ms = deadline.as_millis() as u64, "stopping: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(deadline, all_done.recv()).await.is_err() {
+        warn!("in-flight requests did not finish before the deadline");
     }
-    info!("control socket closed; exiting");
     Ok(())
 }
 
@@ -68,12 +98,17 @@ async fn apply(state: &State, r: Received<ToGateway>) -> anyhow::Result<()> {
         ToGateway::Route(route) => {
             state.routes.write().unwrap_or_else(PoisonError::into_inner).insert(&route);
         }
-        ToGateway::Channel { app } => {
-            let fd = r.fds.into_iter().next().context("Channel without its descriptor")?;
-            state.channels.add(&app, fd).await.context("starting a worker channel")?;
+        ToGateway::RemoveApp { app } => {
+            state.routes.write().unwrap_or_else(PoisonError::into_inner).remove(&app);
+            state.channels.remove_app(&app);
         }
-        ToGateway::Init { .. } | ToGateway::Start => {
-            bail!("unexpected {:?} from the broker", r.msg)
+        ToGateway::Channel { app, generation } => {
+            let fd = r.fds.into_iter().next().context("Channel without its descriptor")?;
+            state.channels.add(&app, generation, fd).await.context("starting a worker channel")?;
+        }
+        ToGateway::Retire { app, below } => state.channels.retire(&app, below),
+        msg @ (ToGateway::Init { .. } | ToGateway::Start | ToGateway::Shutdown { .. }) => {
+            bail!("unexpected {msg:?} from the broker")
         }
     }
     Ok(())

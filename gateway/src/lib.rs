@@ -6,10 +6,10 @@
 //! a descriptor on its control socket.
 //!
 //! # Layout
-//! - [`control`]: the broker's messages (listeners, routes, channels), in order.
+//! - [`control`]: the broker's messages (listeners, routes, channels, shutdown).
 //! - [`routes`]: Host → app.
 //! - [`channels`]: HTTP/2 client connections to workers, per app.
-//! - [`server`]: accept loops and the HTTP/1.1 + HTTP/2 connection builder.
+//! - [`server`]: accept loops, the HTTP/1.1 + HTTP/2 connection builder, graceful stop.
 //! - [`proxy`]: one request: route, clean headers, forward, answer errors.
 
 #![forbid(unsafe_code)]
@@ -20,21 +20,81 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 
-use std::sync::{PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 pub use control::run;
 
+/// How long a request waits for an on-demand app's first worker.
+const COLD_START_WAIT: Duration = Duration::from_secs(15);
+/// How often the gateway repeats a channel request for one app.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 /// What every connection shares.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
     pub routes: RwLock<routes::RouteTable>,
     pub channels: channels::Channels,
+    /// Asks the broker for a channel to an on-demand app (via the control task).
+    need: mpsc::UnboundedSender<String>,
+    asked: Mutex<HashMap<String, Instant>>,
 }
 
 impl State {
+    /// State whose channel requests go to `need`.
+    pub fn new(need: mpsc::UnboundedSender<String>) -> Self {
+        Self {
+            routes: RwLock::default(),
+            channels: channels::Channels::default(),
+            need,
+            asked: Mutex::default(),
+        }
+    }
+
     /// The app answering `host`, if any.
     pub fn app_for(&self, host: &str) -> Option<String> {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes.lookup(host).map(str::to_owned)
+    }
+
+    /// A channel to `app`; for an on-demand app without one, asks the broker and waits.
+    pub async fn channel(&self, app: &str) -> Option<SendRequest<Incoming>> {
+        if let Some(sender) = self.channels.pick(app) {
+            return Some(sender);
+        }
+        let on_demand =
+            self.routes.read().unwrap_or_else(PoisonError::into_inner).is_on_demand(app);
+        if !on_demand {
+            return None;
+        }
+        let deadline = Instant::now() + COLD_START_WAIT;
+        loop {
+            let added = self.channels.added();
+            if let Some(sender) = self.channels.pick(app) {
+                return Some(sender);
+            }
+            self.ask(app);
+            let wake = deadline.min(Instant::now() + ASK_AGAIN_AFTER);
+            if tokio::time::timeout_at(wake, added).await.is_err() && Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Tells the broker `app` needs a worker, at most once per [`ASK_AGAIN_AFTER`].
+    fn ask(&self, app: &str) {
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if asked.get(app).is_some_and(|at| now.duration_since(*at) < ASK_AGAIN_AFTER) {
+            return;
+        }
+        asked.insert(app.to_owned(), now);
+        let _ = self.need.send(app.to_owned());
     }
 }

@@ -84,7 +84,7 @@ async fn forward(
 ) -> Result<Response<Body>, ProxyError> {
     let host = request_host(&req).ok_or(ProxyError::NoHost)?.to_ascii_lowercase();
     let app = state.app_for(&host).ok_or(ProxyError::UnknownHost)?;
-    let mut sender = state.channels.pick(&app).ok_or(ProxyError::NoWorker)?;
+    let mut sender = state.channel(&app).await.ok_or(ProxyError::NoWorker)?;
     let req = rewrite(req, &host, conn)?;
     sender.ready().await.map_err(ProxyError::Worker)?;
     match sender.send_request(req).await {

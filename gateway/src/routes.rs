@@ -5,7 +5,7 @@
 //! case, port and trailing dot removed) and never allocates on a miss of an
 //! already lower-case name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use privsep::msg::Route;
 
@@ -15,6 +15,8 @@ pub struct RouteTable {
     exact: HashMap<String, String>,
     /// `(".suffix", app)`, longest suffix first.
     wildcards: Vec<(String, String)>,
+    /// Apps whose workers start at their first request.
+    on_demand: HashSet<String>,
 }
 
 impl RouteTable {
@@ -30,12 +32,21 @@ impl RouteTable {
             }
         }
         self.wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        if route.on_demand {
+            self.on_demand.insert(route.app.clone());
+        }
+    }
+
+    /// Whether `app`'s workers start on demand.
+    pub fn is_on_demand(&self, app: &str) -> bool {
+        self.on_demand.contains(app)
     }
 
     /// Removes every route of `app`.
     pub fn remove(&mut self, app: &str) {
         self.exact.retain(|_, a| a != app);
         self.wildcards.retain(|(_, a)| a != app);
+        self.on_demand.remove(app);
     }
 
     /// The app serving `host` (a Host header or :authority value).
@@ -77,10 +88,12 @@ mod tests {
         t.insert(&Route {
             app: "blog".into(),
             hosts: vec!["blog.example.com".into(), "*.blog.example.com".into()],
+            on_demand: false,
         });
         t.insert(&Route {
             app: "shop".into(),
             hosts: vec!["*.example.com".into(), "cdn.blog.example.com".into()],
+            on_demand: true,
         });
         t
     }
@@ -113,7 +126,12 @@ mod tests {
     #[test]
     fn reinserting_an_app_replaces_its_routes() {
         let mut t = table();
-        t.insert(&Route { app: "blog".into(), hosts: vec!["new.example.org".into()] });
+        t.insert(&Route {
+            app: "blog".into(),
+            hosts: vec!["new.example.org".into()],
+            on_demand: false,
+        });
+        assert!(t.is_on_demand("shop") && !t.is_on_demand("blog"));
         assert_eq!(t.lookup("blog.example.com"), Some("shop"));
         assert_eq!(t.lookup("new.example.org"), Some("blog"));
     }

@@ -3,6 +3,8 @@
 //! HTTP/1.1 and HTTP/2 (prior knowledge, "h2c") on the same port, through
 //! hyper-util's auto connection. Header sizes and the header read time are
 //! bounded here; everything about a request's meaning is [`crate::proxy`]'s.
+//! On shutdown the accept loops stop and every connection finishes its
+//! in-flight requests (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::State;
@@ -20,6 +23,16 @@ use crate::proxy::{self, ConnInfo};
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (for example EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What every accept loop and connection needs besides the state.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub builder: auto::Builder<TokioExecutor>,
+    /// Turns true when the gateway must stop.
+    pub stop: watch::Receiver<bool>,
+    /// Held by every loop and connection; the receiver sees `None` once all are done.
+    pub alive: mpsc::Sender<()>,
+}
 
 /// The shared connection builder, configured once.
 pub fn builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
@@ -35,19 +48,19 @@ pub fn builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accepts connections on `listener` forever.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<State>,
-    builder: auto::Builder<TokioExecutor>,
-) {
+/// Accepts connections on `listener` until told to stop.
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut serving: Serving) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut serving.stop) => return,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let Ok(local) = stream.local_addr() else { continue };
                 let _ = stream.set_nodelay(true);
                 let info = ConnInfo { peer, local, scheme: "http" };
-                tokio::spawn(serve_conn(stream, info, state.clone(), builder.clone()));
+                tokio::spawn(serve_conn(stream, info, state.clone(), serving.clone()));
             }
             Err(e) => {
                 warn!(cause = %e, "accept failed");
@@ -61,10 +74,24 @@ async fn serve_conn(
     stream: tokio::net::TcpStream,
     info: ConnInfo,
     state: Arc<State>,
-    builder: auto::Builder<TokioExecutor>,
+    mut serving: Serving,
 ) {
     let svc = service_fn(move |req| proxy::handle(state.clone(), info, req));
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+    let conn = serving.builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stopped(&mut serving.stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         debug!(peer = %info.peer, cause = %e, "client connection ended with an error");
     }
+}
+
+/// Completes once the stop flag is set (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -211,9 +211,10 @@ mod tests {
     fn carries_a_message_and_its_descriptor() {
         let (a, b) = ControlSocket::pair().expect("socketpair");
         let (x, _y) = ControlSocket::pair().expect("socketpair");
-        a.send(&ToGateway::Channel { app: "blog".into() }, &[x.as_fd()]).expect("send");
+        a.send(&ToGateway::Channel { app: "blog".into(), generation: 1 }, &[x.as_fd()])
+            .expect("send");
         let got = b.recv::<ToGateway>().expect("recv").expect("not closed");
-        assert_eq!(got.msg, ToGateway::Channel { app: "blog".into() });
+        assert_eq!(got.msg, ToGateway::Channel { app: "blog".into(), generation: 1 });
         assert_eq!(got.fds.len(), 1);
     }
 

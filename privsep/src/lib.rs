@@ -5,6 +5,7 @@
 //! each block with a `// SAFETY:` comment.
 //!
 //! # Layout
+//! - [`inherit`]: listeners passed by systemd socket activation.
 //! - [`logging`]: the log subscriber every binary installs.
 //! - [`msg`]: the typed control messages and their bounded codec (no I/O).
 //! - [`channel`]: a `SOCK_SEQPACKET` control socket that carries one message
@@ -16,6 +17,7 @@
 //! - [`wire`]: the headers the gateway adds to requests it forwards to workers.
 
 pub mod channel;
+pub mod inherit;
 pub mod logging;
 pub mod msg;
 pub mod sandbox;

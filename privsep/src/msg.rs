@@ -64,12 +64,19 @@ fn check_len(len: usize) -> Result<(), CodecError> {
 pub enum ToGateway {
     /// First message: `listeners` inherited TCP listening sockets follow as fds.
     Init { listeners: u8, limits: GatewayLimits, sandbox: Profile },
-    /// An app and the hosts it answers to (no fd).
+    /// An app and the hosts it answers to; replaces the app's earlier routes (no fd).
     Route(Route),
-    /// A connected stream to a worker of `app` (one fd).
-    Channel { app: String },
+    /// Forget an app: its routes and channels (no fd).
+    RemoveApp { app: String },
+    /// A connected stream to a worker of `app` (one fd), of config `generation`.
+    Channel { app: String, generation: u64 },
+    /// Stop using `app`'s channels older than generation `below` (in-flight
+    /// requests on them finish). `below = u64::MAX` retires every channel.
+    Retire { app: String, below: u64 },
     /// All routes and channels are known: start accepting.
     Start,
+    /// Stop accepting, finish in-flight requests within `deadline_ms`, exit.
+    Shutdown { deadline_ms: u64 },
 }
 
 impl Message for ToGateway {
@@ -77,7 +84,11 @@ impl Message for ToGateway {
         match self {
             Self::Init { listeners, .. } => usize::from(*listeners),
             Self::Channel { .. } => 1,
-            Self::Route(_) | Self::Start => 0,
+            Self::Route(_)
+            | Self::RemoveApp { .. }
+            | Self::Retire { .. }
+            | Self::Start
+            | Self::Shutdown { .. } => 0,
         }
     }
 }
@@ -96,6 +107,10 @@ pub struct GatewayLimits {
 pub struct Route {
     pub app: String,
     pub hosts: Vec<String>,
+    /// No worker runs until the first request: the gateway asks the broker
+    /// for a channel ([`ToBroker::NeedChannel`]) and holds the request.
+    #[serde(default)]
+    pub on_demand: bool,
 }
 
 /// Broker → worker.
@@ -104,12 +119,17 @@ pub struct Route {
 pub enum ToWorker {
     /// The app to serve and its secrets; one fd follows: the channel to the gateway.
     Init(Box<WorkerInit>),
+    /// One more channel from the gateway (one fd), e.g. after a gateway restart.
+    Channel,
+    /// Finish the requests on every channel, then exit; accept no new channel.
+    Drain,
 }
 
 impl Message for ToWorker {
     fn fds(&self) -> usize {
         match self {
-            Self::Init(_) => 1,
+            Self::Init(_) | Self::Channel => 1,
+            Self::Drain => 0,
         }
     }
 }
@@ -142,6 +162,9 @@ pub struct AppSpec {
     pub max_body: u64,
     /// The longest wait for the backend (connect, first byte, between bytes), in ms; then 504.
     pub timeout_ms: u64,
+    /// On-demand apps: a worker with no request for this long reports [`ToBroker::Idle`].
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// Where an app's FastCGI server listens.
@@ -162,11 +185,18 @@ impl std::fmt::Display for Backend {
 }
 
 /// Child → broker: the whole allow-list of what a child may say.
+///
+/// The broker checks each message against the sender's role as well: only
+/// the gateway may ask for channels, only a worker may report itself idle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum ToBroker {
     /// Initialised and serving.
     Ready,
+    /// Gateway: a request is waiting for `app`, which has no live channel.
+    NeedChannel { app: String },
+    /// Worker: no request for the app's idle timeout; it may be stopped.
+    Idle,
 }
 
 impl Message for ToBroker {
@@ -181,8 +211,11 @@ mod tests {
 
     #[test]
     fn round_trips_a_route() {
-        let msg =
-            ToGateway::Route(Route { app: "blog".into(), hosts: vec!["*.blog.localhost".into()] });
+        let msg = ToGateway::Route(Route {
+            app: "blog".into(),
+            hosts: vec!["*.blog.localhost".into()],
+            on_demand: false,
+        });
         let bytes = encode(&msg).expect("small message encodes");
         assert_eq!(decode::<ToGateway>(&bytes).expect("decodes"), msg);
     }
@@ -212,6 +245,7 @@ mod tests {
                 fastcgi: Backend::Unix("/run/a.sock".into()),
                 max_body: 1,
                 timeout_ms: 1,
+                idle_timeout_ms: None,
             },
             secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],
             sandbox: Profile::default(),

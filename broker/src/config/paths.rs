@@ -56,3 +56,25 @@ pub(super) fn describe(err: &io::Error) -> String {
         None => text,
     }
 }
+
+/// Where the broker listens for `bulkhead reload`/`audit` unless `control_socket`
+/// says otherwise: one socket per configuration file, in the runtime directory
+/// (`/run/bulkhead` for root, `$XDG_RUNTIME_DIR/bulkhead` or `/tmp/bulkhead-UID`
+/// otherwise), named after a hash of the file's canonical path.
+pub(super) fn default_control_socket(config: &Path) -> PathBuf {
+    let canonical = config.canonicalize().unwrap_or_else(|_| config.to_path_buf());
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = match (uid, std::env::var_os("XDG_RUNTIME_DIR")) {
+        (0, _) => PathBuf::from("/run/bulkhead"),
+        (_, Some(xdg)) => PathBuf::from(xdg).join("bulkhead"),
+        (_, None) => PathBuf::from(format!("/tmp/bulkhead-{uid}")),
+    };
+    dir.join(format!("control-{:016x}.sock", fnv1a(canonical.as_os_str().as_encoded_bytes())))
+}
+
+/// FNV-1a, 64 bits: a stable name from a path (not a security boundary).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}

@@ -32,6 +32,8 @@ pub(super) struct RawTop {
     pub listen_tls: Vec<String>,
     #[serde(default)]
     pub sandbox: RawSandbox,
+    pub control_socket: Option<PathBuf>,
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +62,10 @@ pub(super) struct RawApp {
     pub secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     pub limits: RawLimits,
+    pub workers: Option<u32>,
+    #[serde(default)]
+    pub on_demand: bool,
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

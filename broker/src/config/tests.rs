@@ -62,6 +62,8 @@ const LISTEN: &str = "listen = [\"127.0.0.1:8080\"]\n";
 const FULL: &str = r#"
 listen = ["127.0.0.1:8080"]
 listen_tls = ["[::1]:8443"]
+control_socket = "/run/test/bulkhead.sock"
+shutdown_timeout = "5s"
 
 [sandbox]
 mode = "root"
@@ -78,6 +80,9 @@ fastcgi = "127.0.0.1:9000"
 user = "blog"
 writable = ["{dir}/uploads"]
 tls = { cert = "{dir}/cert.pem", key = "{dir}/key.pem" }
+workers = 3
+on_demand = true
+idle_timeout = "2m"
 [app.secrets]
 DB_PASSWORD = { file = "{dir}/secrets/db" }
 API_KEY = { env = "BLOG_API_KEY" }
@@ -101,10 +106,15 @@ fn a_full_config_round_trips_into_app_spec() {
         fastcgi: Backend::Tcp("127.0.0.1:9000".parse().expect("addr")),
         max_body: 64 * 1024 * 1024,
         timeout_ms: 90_000,
+        idle_timeout_ms: Some(120_000),
     };
     assert_eq!(app.spec, expected);
     assert_eq!(app.hosts, ["*.blog.localhost", "blog.localhost"]);
-    assert_eq!(app.route(), Route { app: "blog".into(), hosts: app.hosts.clone() });
+    assert_eq!((app.workers, app.on_demand), (3, true));
+    assert_eq!(config.control_socket, std::path::Path::new("/run/test/bulkhead.sock"));
+    assert_eq!(config.shutdown_timeout_ms, 5_000);
+    let route = Route { app: "blog".into(), hosts: app.hosts.clone(), on_demand: true };
+    assert_eq!(app.route(), route);
     let secrets: Vec<(&str, &str)> =
         app.secrets.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
     assert_eq!(secrets, [("API_KEY", "k3y"), ("DB_PASSWORD", "s3cret")]);
@@ -377,4 +387,14 @@ fn an_unreadable_config_file_is_reported() {
     let err = load(Path::new("/nonexistent/bulkhead.toml")).expect_err("no file");
     assert!(matches!(err, ConfigError::Unreadable(_)));
     assert!(err.to_string().starts_with("/nonexistent/bulkhead.toml: cannot read"), "{err}");
+}
+
+#[test]
+fn worker_counts_and_idle_timeouts_are_checked() {
+    let fx = Fixture::new();
+    let text = FULL.replace("workers = 3", "workers = 0").replace("on_demand = true\n", "");
+    let err = fx.parse_env(&text, &[("BLOG_API_KEY", "k")]).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("app[0].workers: 0 is not between 1 and 64"), "{text}");
+    assert!(text.contains("app[0].idle_timeout: applies only with on_demand = true"), "{text}");
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::collections::hash_map::{Entry, HashMap};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use privsep::msg::{self, AppSpec, CodecError, ToGateway, ToWorker, WorkerInit};
 use privsep::sandbox::Profile;
@@ -16,8 +17,9 @@ use zeroize::Zeroize;
 use super::hosts::{self, Claims};
 use super::raw::{RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue};
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
+use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
-use super::{paths, secrets, values};
+use super::{paths, secrets, users, values};
 
 /// What every app's checks may consult.
 struct Context<'a> {
@@ -38,11 +40,14 @@ struct Top {
     listen: Vec<SocketAddr>,
     listen_tls: Vec<SocketAddr>,
     sandbox: SandboxConfig,
+    control_socket: Option<PathBuf>,
+    shutdown_timeout_ms: u64,
 }
 
 /// The typed configuration, or `None` with the reasons in `problems`.
 pub(super) fn config(
     raw: RawConfig,
+    origin: &Path,
     env: EnvLookup<'_>,
     problems: &mut Problems,
 ) -> Option<Config> {
@@ -50,8 +55,29 @@ pub(super) fn config(
         raw.top.as_ref().and_then(|top| values::sandbox_mode(top.sandbox.mode.as_deref()?).ok());
     let top = raw.top.map(|top| self::top(top, problems));
     let apps = apps(raw.apps, &Context { env, mode }, problems);
-    let Top { listen, listen_tls, sandbox } = top??;
-    Some(Config { listen, listen_tls, sandbox, apps })
+    let Top { listen, listen_tls, sandbox, control_socket, shutdown_timeout_ms } = top??;
+    let control_socket = control_socket.unwrap_or_else(|| paths::default_control_socket(origin));
+    enough_uids(&sandbox, &apps, problems).then_some(Config {
+        listen,
+        listen_tls,
+        sandbox,
+        apps,
+        control_socket,
+        shutdown_timeout_ms,
+    })
+}
+
+/// The uid range must hold one uid for the gateway and one per app without `user`.
+fn enough_uids(sandbox: &SandboxConfig, apps: &[App], p: &mut Problems) -> bool {
+    let needed = 1 + apps.iter().filter(|app| app.user.is_none()).count() as u64;
+    let size = u64::from(sandbox.uid_range.last - sandbox.uid_range.first) + 1;
+    if size < needed {
+        p.push(
+            "sandbox.uid_range",
+            format!("holds {size} uids; the gateway and the apps without `user` need {needed}"),
+        );
+    }
+    size >= needed
 }
 
 fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
@@ -61,11 +87,21 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         p.push("listen", "at least one listener is required (listen or listen_tls)");
     }
     let sandbox = sandbox(raw.sandbox, p);
+    let control_socket =
+        optional(p, "control_socket".into(), raw.control_socket.as_deref(), |path| {
+            paths::absolute(path).map(|()| path.to_path_buf())
+        });
+    let shutdown_timeout_ms = match &raw.shutdown_timeout {
+        None => Some(DEFAULT_SHUTDOWN_TIMEOUT_MS),
+        Some(text) => p.take(String::from("shutdown_timeout"), values::duration_ms(text)),
+    };
     let (listen, listen_tls) = (listen?, listen_tls?);
     distinct_listeners(&listen, &listen_tls, p).then_some(Top {
         listen,
         listen_tls,
         sandbox: sandbox?,
+        control_socket: control_socket?,
+        shutdown_timeout_ms: shutdown_timeout_ms?,
     })
 }
 
@@ -117,16 +153,21 @@ fn app(
     let hosts = hosts(&at, i, raw, &mut registry.claims, p);
     let spec = spec(&at, raw, name, hosts.as_deref(), p);
     let user = user(&at, raw.user.as_deref(), ctx.mode, p);
+    let account = account(&at, user.as_ref(), p);
     let writable = list(p, &key(&at, "writable"), &raw.writable, |dir| paths::existing_dir(dir));
     let tls = tls(&at, raw.tls.as_ref(), p);
     let secrets = secrets(&at, &raw.secrets, ctx.env, p);
+    let workers = workers(&at, raw.workers, p);
     let app = App {
         spec: spec?,
         hosts: hosts?,
         user: user?,
+        account: account?,
         writable: writable?,
         tls: tls?,
         secrets: secrets?,
+        workers: workers?,
+        on_demand: raw.on_demand,
     };
     fits_messages(&at, &app, p).then_some(app)
 }
@@ -195,6 +236,7 @@ fn spec(
     );
     let fastcgi = p.take(key(at, "fastcgi"), values::backend(&raw.fastcgi));
     let (max_body, timeout_ms) = limits(at, &raw.limits, p);
+    let idle_timeout_ms = idle_timeout(at, raw, p);
     Some(AppSpec {
         name: name?,
         server_name: server_name(hosts?)?,
@@ -204,6 +246,7 @@ fn spec(
         fastcgi: fastcgi?,
         max_body: max_body?,
         timeout_ms: timeout_ms?,
+        idle_timeout_ms: idle_timeout_ms?,
     })
 }
 
@@ -217,6 +260,31 @@ fn index(at: &str, raw: Option<&[String]>, p: &mut Problems) -> Option<Vec<Strin
     match raw {
         None => Some(DEFAULT_INDEX.map(String::from).to_vec()),
         Some(names) => list(p, &key(at, "index"), names, |n| values::file_name(n)),
+    }
+}
+
+/// `workers`: 1 to [`MAX_WORKERS`], default 1.
+fn workers(at: &str, raw: Option<u32>, p: &mut Problems) -> Option<u32> {
+    match raw {
+        None => Some(1),
+        Some(n @ 1..=MAX_WORKERS) => Some(n),
+        Some(n) => {
+            p.push(key(at, "workers"), format!("{n} is not between 1 and {MAX_WORKERS}"));
+            None
+        }
+    }
+}
+
+/// On-demand apps stop their workers after `idle_timeout` (default 5 minutes).
+fn idle_timeout(at: &str, raw: &RawApp, p: &mut Problems) -> Option<Option<u64>> {
+    match (&raw.idle_timeout, raw.on_demand) {
+        (None, false) => Some(None),
+        (None, true) => Some(Some(DEFAULT_IDLE_TIMEOUT_MS)),
+        (Some(_), false) => {
+            p.push(key(at, "idle_timeout"), "applies only with on_demand = true");
+            None
+        }
+        (Some(text), true) => p.take(key(at, "idle_timeout"), values::duration_ms(text)).map(Some),
     }
 }
 
@@ -249,6 +317,19 @@ fn user(
     };
     p.push(key(at, "user"), problem);
     None
+}
+
+/// Resolves `user` now, so a missing account is a configuration error.
+fn account(
+    at: &str,
+    user: Option<&Option<String>>,
+    p: &mut Problems,
+) -> Option<Option<users::Account>> {
+    match user {
+        Some(Some(name)) => p.take(key(at, "user"), users::lookup(name)).map(Some),
+        Some(None) => Some(None),
+        None => None,
+    }
 }
 
 fn tls(at: &str, raw: Option<&RawTls>, p: &mut Problems) -> Option<Option<TlsFiles>> {

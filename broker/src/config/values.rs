@@ -108,7 +108,8 @@ pub(super) fn sandbox_mode(text: &str) -> Result<SandboxMode, String> {
     match text {
         "root" => Ok(SandboxMode::Root),
         "rootless" => Ok(SandboxMode::Rootless),
-        _ => Err(format!("{text:?} is not \"root\" or \"rootless\"")),
+        "off" => Ok(SandboxMode::Off),
+        _ => Err(format!("{text:?} is not \"root\", \"rootless\" or \"off\"")),
     }
 }
 

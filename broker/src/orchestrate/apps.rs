@@ -1,0 +1,368 @@
+//! Each app's workers: starting them, connecting them to the gateway,
+//! retiring an old generation after a reload, stopping idle ones.
+//!
+//! A worker receives its app's spec, secrets and sandbox profile — nothing of
+//! any other app — and its first channel in `Init`. The gateway gets the
+//! other end of that channel only once the worker is ready, so it never
+//! sends a request to a worker that is still starting.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use privsep::msg::{ToGateway, ToWorker, WorkerInit};
+use privsep::sandbox::Profile;
+use tracing::{error, info, warn};
+
+use super::{Broker, Event};
+use crate::admin::{AppStatus, WorkerStatus};
+use crate::config::App;
+use crate::profiles;
+use crate::supervise::{self, Backoff, ChildId, Control, CrashCounter};
+
+/// How long a retired worker keeps its channels before it is told to drain,
+/// so that requests the gateway dispatched just before `Retire` still land.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a draining worker may take to finish its requests before it is killed.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One app as the broker runs it.
+#[derive(Debug)]
+pub(super) struct AppState {
+    pub app: App,
+    profile: Profile,
+    /// Bumped by every reload that changes the app; workers carry the one they started with.
+    pub generation: u64,
+    workers: BTreeMap<u64, WorkerChild>,
+    crashes: CrashCounter,
+    backoff: Backoff,
+    /// Too many crashes: no more restarts until the next reload.
+    crash_loop: bool,
+    restart_scheduled: bool,
+    /// On-demand apps: a request is waiting, or workers run.
+    demand: bool,
+}
+
+#[derive(Debug)]
+struct WorkerChild {
+    control: Control,
+    generation: u64,
+    ready: bool,
+    /// The gateway's end of the first channel, until the gateway takes it.
+    pending: Option<OwnedFd>,
+    /// Told (or about) to finish and exit; its exit is expected.
+    draining: bool,
+    idle: bool,
+}
+
+impl AppState {
+    fn new(app: App, profile: Profile) -> Self {
+        Self {
+            app,
+            profile,
+            generation: 1,
+            workers: BTreeMap::new(),
+            crashes: CrashCounter::default(),
+            backoff: Backoff::default(),
+            crash_loop: false,
+            restart_scheduled: false,
+            demand: false,
+        }
+    }
+
+    /// Workers of the current generation that are not on their way out.
+    fn active(&self) -> impl Iterator<Item = (&u64, &WorkerChild)> {
+        self.workers.iter().filter(|(_, w)| w.generation == self.generation && !w.draining)
+    }
+
+    /// Whether at least one current worker is ready (the gateway can be started).
+    pub fn has_ready_worker(&self) -> bool {
+        self.active().any(|(_, w)| w.ready)
+    }
+
+    fn wants_workers(&self) -> bool {
+        !self.crash_loop && (!self.app.on_demand || self.demand)
+    }
+
+    pub fn status(&self) -> AppStatus {
+        let state = match (self.crash_loop, self.app.on_demand, self.workers.is_empty()) {
+            (true, _, _) => "crash-loop",
+            (false, true, true) => "idle",
+            _ => "running",
+        };
+        AppStatus {
+            name: self.app.spec.name.clone(),
+            generation: self.generation,
+            state: state.into(),
+            restarts: self.crashes.total,
+            workers: self.workers.values().map(WorkerChild::status).collect(),
+        }
+    }
+}
+
+impl WorkerChild {
+    fn status(&self) -> WorkerStatus {
+        WorkerStatus {
+            pid: self.control.pid,
+            generation: self.generation,
+            ready: self.ready,
+            draining: self.draining,
+        }
+    }
+}
+
+impl Broker {
+    /// Starts managing `app` (at start-up or when a reload adds it).
+    pub(super) async fn add_app(&mut self, app: App) {
+        let name = app.spec.name.clone();
+        let profile = profiles::worker(&self.config, &app);
+        self.apps.insert(name.clone(), AppState::new(app, profile));
+        self.send_route(&name).await;
+        self.top_up(&name).await;
+    }
+
+    /// Replaces `app`'s configuration: new workers first, old ones retired once they are ready.
+    pub(super) async fn change_app(&mut self, app: App) {
+        let name = app.spec.name.clone();
+        let profile = profiles::worker(&self.config, &app);
+        let Some(st) = self.apps.get_mut(&name) else { return };
+        st.generation += 1;
+        st.app = app;
+        st.profile = profile;
+        st.crash_loop = false;
+        st.crashes = CrashCounter::default();
+        self.send_route(&name).await;
+        self.top_up(&name).await;
+        self.retire_old(&name).await;
+    }
+
+    /// Stops managing `app`: the gateway forgets it, its workers drain.
+    pub(super) async fn remove_app(&mut self, name: &str) {
+        self.to_gateway(&ToGateway::RemoveApp { app: name.into() }).await;
+        if let Some(mut st) = self.apps.remove(name) {
+            let serials: Vec<u64> = st.workers.keys().copied().collect();
+            drain(&mut st, &serials);
+        }
+    }
+
+    /// Starts workers until the app has as many current ones as configured.
+    pub(super) async fn top_up(&mut self, name: &str) {
+        let Some(st) = self.apps.get_mut(name) else { return };
+        st.restart_scheduled = false;
+        if !st.wants_workers() {
+            return;
+        }
+        let missing = (st.app.workers as usize).saturating_sub(st.active().count());
+        for _ in 0..missing {
+            self.start_worker(name).await;
+        }
+    }
+
+    async fn start_worker(&mut self, name: &str) {
+        let serial = self.next_serial();
+        let id = ChildId::Worker { app: name.into(), serial };
+        let Some(st) = self.apps.get_mut(name) else { return };
+        match spawn_worker(&self.bin, st, id, self.events.clone()).await {
+            Ok(worker) => {
+                st.workers.insert(serial, worker);
+            }
+            Err(e) => {
+                error!(app = name, cause = %e, "cannot start a worker");
+                self.schedule_restart(name, Duration::ZERO);
+            }
+        }
+    }
+
+    pub(super) async fn worker_ready(&mut self, name: &str, serial: u64) {
+        let Some(w) = self.apps.get_mut(name).and_then(|st| st.workers.get_mut(&serial)) else {
+            return;
+        };
+        w.ready = true;
+        self.connect(name, serial).await;
+        self.retire_old(name).await;
+        self.maybe_send_start().await;
+    }
+
+    /// Gives the gateway a channel to a ready worker (if there is a gateway).
+    pub(super) async fn connect(&mut self, name: &str, serial: u64) {
+        if self.gateway.is_none() {
+            return;
+        }
+        let Some(w) = self.apps.get_mut(name).and_then(|st| st.workers.get_mut(&serial)) else {
+            return;
+        };
+        if !w.ready || w.draining {
+            return;
+        }
+        let fd = match w.pending.take() {
+            Some(fd) => fd,
+            None => match new_channel(&w.control).await {
+                Ok(fd) => fd,
+                Err(e) => {
+                    return warn!(app = name, cause = %e, "cannot give a worker a new channel");
+                }
+            },
+        };
+        let msg = ToGateway::Channel { app: name.into(), generation: w.generation };
+        if let Some(gw) = &self.gateway
+            && let Err(e) = gw.control.send(&msg, &[fd.as_fd()]).await
+        {
+            warn!(cause = %e, "cannot hand the gateway a worker channel");
+        }
+    }
+
+    /// Every ready worker, for a gateway that just started.
+    pub(super) async fn connect_all(&mut self) {
+        let ready: Vec<(String, u64)> = self
+            .apps
+            .iter()
+            .flat_map(|(name, st)| st.workers.keys().map(move |s| (name.clone(), *s)))
+            .collect();
+        for (name, serial) in ready {
+            self.connect(&name, serial).await;
+        }
+    }
+
+    /// Once every worker of the current generation is ready, retires the older ones.
+    async fn retire_old(&mut self, name: &str) {
+        let Some(st) = self.apps.get_mut(name) else { return };
+        let ready = st.active().filter(|(_, w)| w.ready).count();
+        let current_done = ready >= st.app.workers as usize || !st.wants_workers();
+        let old: Vec<u64> = st
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation < st.generation && !w.draining)
+            .map(|(s, _)| *s)
+            .collect();
+        if !current_done || old.is_empty() {
+            return;
+        }
+        info!(app = name, generation = st.generation, retired = old.len(), "retiring old workers");
+        drain(st, &old);
+        let below = if st.wants_workers() { st.generation } else { u64::MAX };
+        self.to_gateway(&ToGateway::Retire { app: name.into(), below }).await;
+    }
+
+    pub(super) fn worker_exited(&mut self, name: &str, serial: u64, status: &str, ran: Duration) {
+        let Some(st) = self.apps.get_mut(name) else {
+            return info!(app = name, status, "worker of a removed app exited");
+        };
+        let Some(w) = st.workers.remove(&serial) else { return };
+        if w.draining {
+            return info!(app = name, status, "worker stopped");
+        }
+        warn!(app = name, status, ran_ms = ran.as_millis() as u64, "worker exited unexpectedly");
+        if st.crashes.record(Instant::now()) {
+            st.crash_loop = true;
+            return error!(app = name, "worker crash loop: not restarting until the next reload");
+        }
+        let delay = st.backoff.next(ran);
+        self.schedule_restart(name, delay);
+    }
+
+    fn schedule_restart(&mut self, name: &str, delay: Duration) {
+        let Some(st) = self.apps.get_mut(name) else { return };
+        if std::mem::replace(&mut st.restart_scheduled, true) {
+            return;
+        }
+        self.later(delay, Event::RestartWorkers { app: name.into() });
+    }
+
+    pub(super) async fn on_need_channel(&mut self, name: &str) {
+        let Some(st) = self.apps.get_mut(name) else {
+            return warn!(app = name, "gateway asked for a channel to an unknown app");
+        };
+        if !st.app.on_demand {
+            return;
+        }
+        if !st.demand {
+            info!(app = name, "starting on demand");
+        }
+        st.demand = true;
+        self.top_up(name).await;
+    }
+
+    /// Stops an on-demand app's workers once every one of them is idle.
+    pub(super) async fn on_idle(&mut self, id: ChildId) {
+        let ChildId::Worker { app: name, serial } = id else { return };
+        let Some(st) = self.apps.get_mut(&name) else { return };
+        if let Some(w) = st.workers.get_mut(&serial) {
+            w.idle = true;
+        }
+        if !st.app.on_demand || !st.active().all(|(_, w)| w.idle) {
+            return;
+        }
+        info!(app = name, "idle: stopping its workers");
+        st.demand = false;
+        let serials: Vec<u64> = st.active().map(|(s, _)| *s).collect();
+        drain(st, &serials);
+        self.to_gateway(&ToGateway::Retire { app: name, below: u64::MAX }).await;
+    }
+
+    /// Every live worker, for shutdown.
+    pub(super) fn all_workers(&self) -> Vec<Control> {
+        self.apps.values().flat_map(|st| st.workers.values().map(|w| w.control.clone())).collect()
+    }
+
+    pub(super) fn forget_worker(&mut self, name: &str, serial: u64) {
+        if let Some(st) = self.apps.get_mut(name) {
+            st.workers.remove(&serial);
+        }
+    }
+
+    pub(super) fn worker_count(&self) -> usize {
+        self.apps.values().map(|st| st.workers.len()).sum()
+    }
+}
+
+async fn spawn_worker(
+    bin: &std::path::Path,
+    st: &AppState,
+    id: ChildId,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+) -> anyhow::Result<WorkerChild> {
+    let control = supervise::start(bin, "bulkhead-worker", id, events)?;
+    let (gateway_end, worker_end) = UnixStream::pair()?;
+    let init = WorkerInit {
+        app: st.app.spec.clone(),
+        secrets: st.app.secrets.clone(),
+        sandbox: st.profile.clone(),
+    };
+    if let Err(e) = control.send(&ToWorker::Init(Box::new(init)), &[worker_end.as_fd()]).await {
+        control.kill();
+        return Err(e.into());
+    }
+    Ok(WorkerChild {
+        control,
+        generation: st.generation,
+        ready: false,
+        pending: Some(gateway_end.into()),
+        draining: false,
+        idle: false,
+    })
+}
+
+/// A fresh channel: one end to the worker now, the other returned for the gateway.
+async fn new_channel(worker: &Control) -> anyhow::Result<OwnedFd> {
+    let (gateway_end, worker_end) = UnixStream::pair()?;
+    worker.send(&ToWorker::Channel, &[worker_end.as_fd()]).await?;
+    Ok(gateway_end.into())
+}
+
+/// Marks workers as leaving and tells them to drain after [`DRAIN_GRACE`].
+fn drain(st: &mut AppState, serials: &[u64]) {
+    for serial in serials {
+        let Some(w) = st.workers.get_mut(serial) else { continue };
+        w.draining = true;
+        let control = w.control.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DRAIN_GRACE).await;
+            if control.send(&ToWorker::Drain, &[]).await.is_ok() {
+                tokio::time::sleep(DRAIN_DEADLINE).await;
+            }
+            control.kill();
+        });
+    }
+}

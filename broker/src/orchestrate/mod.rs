@@ -1,0 +1,216 @@
+//! The broker's event loop: one task owns every child's state.
+//!
+//! Children are started by [`supervise::start`], whose watcher tasks report
+//! what each child says and when it exits as [`Event`]s; signals and the
+//! admin socket add their own. The loop reacts: it restarts what crashed
+//! (with backoff, up to a crash-loop limit), hands the gateway a channel to
+//! every worker that is ready, starts on-demand workers when the gateway asks
+//! and stops them when idle, applies reloads and drains on shutdown. The
+//! broker passes descriptors and control messages only: it never reads a
+//! byte of client traffic.
+//!
+//! - [`apps`]: each app's workers: start, connect, retire, drain.
+//! - [`gateway`]: the gateway child: start, routes, `Start`, restart.
+//! - [`reload`]: applying a new configuration without dropping a request.
+//! - [`shutdown`]: stopping everything within the configured deadline.
+
+mod apps;
+mod gateway;
+mod reload;
+mod shutdown;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use crate::admin::{self, ReloadOutcome, Status};
+use crate::config::Config;
+use crate::supervise::{self, Backoff, ChildId};
+use crate::systemd;
+
+/// The most request-header bytes the gateway accepts (FastCGI params must fit 64 KiB).
+pub const MAX_HEADER_BYTES: usize = 60 * 1024;
+
+/// Something the broker's loop must react to.
+#[derive(Debug)]
+pub enum Event {
+    /// A child finished starting.
+    Ready(ChildId),
+    /// A child exited (its watcher reports this last).
+    Exited {
+        id: ChildId,
+        status: String,
+        ran_for: Duration,
+    },
+    /// The gateway holds a request for an app without a channel.
+    NeedChannel {
+        app: String,
+    },
+    /// A worker of an on-demand app saw no request for its idle timeout.
+    Idle(ChildId),
+    /// A restart delay has passed.
+    RestartWorkers {
+        app: String,
+    },
+    RestartGateway,
+    /// The first gateway start stops waiting for slow workers.
+    StartDeadline,
+    /// SIGHUP (no reply) or `bulkhead reload` (reply).
+    Reload(Option<oneshot::Sender<ReloadOutcome>>),
+    Status(oneshot::Sender<Status>),
+    /// SIGTERM or SIGINT.
+    Shutdown,
+}
+
+/// Everything the loop owns.
+#[derive(Debug)]
+pub struct Broker {
+    config_path: PathBuf,
+    bin: PathBuf,
+    config: Config,
+    listeners: Vec<TcpListener>,
+    events: mpsc::UnboundedSender<Event>,
+    /// Numbers every child ever started, so late events of old ones are recognised.
+    serial: u64,
+    gateway: Option<gateway::GatewayChild>,
+    gateway_backoff: Backoff,
+    gateway_restarts: u64,
+    /// Once true, the gateway is sent `Start` without waiting for workers.
+    start_without_waiting: bool,
+    apps: BTreeMap<String, apps::AppState>,
+}
+
+/// Runs Bulkhead until SIGTERM/SIGINT, reloading on SIGHUP or `bulkhead reload`.
+pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let listeners = crate::listeners::open(&config)?;
+    let (events, mut rx) = mpsc::unbounded_channel();
+    admin::serve(&config.control_socket, events.clone())?;
+    spawn_signal_handlers(events.clone())?;
+    let mut broker = Broker {
+        config_path,
+        bin: supervise::bin_dir()?,
+        apps: BTreeMap::new(),
+        config,
+        listeners,
+        events,
+        serial: 0,
+        gateway: None,
+        gateway_backoff: Backoff::default(),
+        gateway_restarts: 0,
+        start_without_waiting: false,
+    };
+    broker.start().await;
+    systemd::notify("READY=1");
+    while let Some(event) = rx.recv().await {
+        if matches!(event, Event::Shutdown) {
+            break;
+        }
+        broker.handle(event).await;
+    }
+    info!("shutting down");
+    systemd::notify("STOPPING=1");
+    broker.shutdown(&mut rx).await;
+    let _ = std::fs::remove_file(&broker.config.control_socket);
+    Ok(())
+}
+
+impl Broker {
+    async fn start(&mut self) {
+        let apps = self.config.apps.clone();
+        for app in apps {
+            self.add_app(app).await;
+        }
+        self.start_gateway().await;
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(gateway::FIRST_START_WAIT).await;
+            let _ = events.send(Event::StartDeadline);
+        });
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Ready(id) => self.on_ready(id).await,
+            Event::Exited { id, status, ran_for } => self.on_exit(id, &status, ran_for).await,
+            Event::NeedChannel { app } => self.on_need_channel(&app).await,
+            Event::Idle(id) => self.on_idle(id).await,
+            Event::RestartWorkers { app } => self.top_up(&app).await,
+            Event::RestartGateway => self.start_gateway().await,
+            Event::StartDeadline => {
+                self.start_without_waiting = true;
+                self.maybe_send_start().await;
+            }
+            Event::Reload(reply) => {
+                let outcome = self.reload().await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Event::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Event::Shutdown => {}
+        }
+    }
+
+    async fn on_ready(&mut self, id: ChildId) {
+        info!(child = %id, "ready");
+        match id {
+            ChildId::Gateway { .. } => {}
+            ChildId::Worker { app, serial } => self.worker_ready(&app, serial).await,
+        }
+    }
+
+    async fn on_exit(&mut self, id: ChildId, status: &str, ran_for: Duration) {
+        match id {
+            ChildId::Gateway { serial } => self.gateway_exited(serial, status, ran_for),
+            ChildId::Worker { app, serial } => self.worker_exited(&app, serial, status, ran_for),
+        }
+    }
+
+    /// Sends `event` to the loop after `delay`.
+    fn later(&self, delay: Duration, event: Event) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(event);
+        });
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            broker_pid: std::process::id(),
+            gateway: self.gateway.as_ref().map(|g| g.status(self.gateway_restarts)),
+            apps: self.apps.values().map(apps::AppState::status).collect(),
+        }
+    }
+}
+
+fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = term.recv() => Event::Shutdown,
+                _ = int.recv() => Event::Shutdown,
+                _ = hup.recv() => Event::Reload(None),
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}

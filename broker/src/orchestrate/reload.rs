@@ -1,0 +1,75 @@
+//! Reload: validate the new file in full, then apply only the difference.
+//!
+//! An invalid file changes nothing. Removed apps are forgotten by the gateway
+//! and their workers drain; added apps start; a changed app gets new workers
+//! and its old ones are retired only once every new one is ready, so no
+//! request finds the app without a worker.
+
+use std::collections::BTreeSet;
+
+use tracing::{info, warn};
+
+use super::Broker;
+use crate::admin::ReloadOutcome;
+use crate::config;
+use crate::systemd;
+
+impl Broker {
+    pub(super) async fn reload(&mut self) -> ReloadOutcome {
+        systemd::notify_reloading();
+        let outcome = self.reload_inner().await;
+        systemd::notify("READY=1");
+        outcome
+    }
+
+    async fn reload_inner(&mut self) -> ReloadOutcome {
+        let path = self.config_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+        let new = match loaded {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
+                for p in &problems {
+                    warn!(problem = %p, "reload refused: the configuration is invalid");
+                }
+                return ReloadOutcome::Refused { problems };
+            }
+            Err(e) => return ReloadOutcome::Refused { problems: vec![e.to_string()] },
+        };
+        if new.listen != self.config.listen || new.listen_tls != self.config.listen_tls {
+            warn!("listener changes take effect only after a restart");
+        }
+        let summary = self.apply(new).await;
+        info!(%summary, "reloaded");
+        ReloadOutcome::Reloaded { summary }
+    }
+
+    async fn apply(&mut self, mut new: config::Config) -> String {
+        new.listen.clone_from(&self.config.listen);
+        new.listen_tls.clone_from(&self.config.listen_tls);
+        let apps = std::mem::take(&mut new.apps);
+        let names: BTreeSet<String> = apps.iter().map(|a| a.spec.name.clone()).collect();
+        let removed: Vec<String> =
+            self.apps.keys().filter(|n| !names.contains(*n)).cloned().collect();
+        new.apps.clone_from(&apps);
+        self.config = new;
+        let (mut added, mut changed) = (0, 0);
+        for name in &removed {
+            self.remove_app(name).await;
+        }
+        for app in apps {
+            match self.apps.get(&app.spec.name) {
+                None => {
+                    added += 1;
+                    self.add_app(app).await;
+                }
+                Some(st) if st.app != app => {
+                    changed += 1;
+                    self.change_app(app).await;
+                }
+                Some(_) => {}
+            }
+        }
+        format!("{added} added, {changed} changed, {} removed", removed.len())
+    }
+}

@@ -1,0 +1,253 @@
+//! The seccomp filters, installed on every thread at once (TSYNC).
+//!
+//! Filters are stacked; the kernel returns the strongest verdict of all:
+//! 1. `clone3` fails with ENOSYS (its flags live in memory and cannot be
+//!    inspected; glibc then falls back to `clone`, whose flags can);
+//! 2. `open`/`openat` fail with EACCES when the profile opens no files (glibc
+//!    opens `/proc` files lazily from any thread; that must not kill);
+//! 3. `ioctl` other than FIONBIO/FIOCLEX fails with ENOTTY (isatty probes);
+//! 4. last, the allow-list: anything not on it kills the whole process. It
+//!    does not allow `seccomp` itself, so nothing can be installed after it.
+//!
+//! Never on the list: `execve*`, `memfd_create`, `fork`/`vfork`, `clone`
+//! without CLONE_THREAD or with CLONE_NEW*, `ptrace`, `process_vm_*`,
+//! `unshare`, `setns`, `mount` and friends, `chroot`, `io_uring_*`, `bpf`,
+//! `userfaultfd`, `keyctl`/`add_key`, `perf_event_open`, `personality`,
+//! `kill`, `bind`, `listen`; `socket` and `connect` only when the profile
+//! names socket domains, `socket` only for stream sockets of those domains.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+
+use super::{SandboxError, Seccomp, SocketDomain};
+
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+/// The socket type bits of `socket()`'s second argument (the rest are SOCK_NONBLOCK/CLOEXEC).
+const SOCK_TYPE_MASK: u64 = 0xf;
+/// `CLONE_NEW*` flags (and CLONE_NEWTIME, 0x80): never allowed in `clone`.
+const CLONE_NAMESPACES: u64 = 0x7E02_0080;
+
+/// Builds and installs the filters for `policy` on every thread.
+pub(super) fn install(policy: &Seccomp) -> Result<(), SandboxError> {
+    for program in programs(policy)? {
+        seccompiler::apply_filter_all_threads(&program)
+            .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The programs in installation order (the allow-list last).
+fn programs(policy: &Seccomp) -> Result<Vec<BpfProgram>, SandboxError> {
+    let mut soft_opens = vec![];
+    #[cfg(target_arch = "x86_64")]
+    soft_opens.push(libc::SYS_open);
+    if !policy.files {
+        soft_opens.push(libc::SYS_openat);
+    }
+    let filters = [
+        errno_filter(&[libc::SYS_clone3], libc::ENOSYS, Rules::new())?,
+        errno_filter(&soft_opens, libc::EACCES, Rules::new())?,
+        errno_filter(&[], libc::ENOTTY, ioctl_denials()?)?,
+        filter(allow_list(policy)?, SeccompAction::KillProcess, SeccompAction::Allow)?,
+    ];
+    Ok(filters.into())
+}
+
+fn arch() -> Result<TargetArch, SandboxError> {
+    std::env::consts::ARCH.try_into().map_err(|e: seccompiler::BackendError| seccomp_err(&e))
+}
+
+fn seccomp_err(e: &dyn std::fmt::Display) -> SandboxError {
+    SandboxError::Seccomp(e.to_string())
+}
+
+fn filter(
+    rules: Rules,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+) -> Result<BpfProgram, SandboxError> {
+    let filter =
+        SeccompFilter::new(rules, mismatch, matched, arch()?).map_err(|e| seccomp_err(&e))?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| seccomp_err(&e))
+}
+
+/// Makes `syscalls` (unconditionally) and `extra` (by their rules) fail with `errno`.
+fn errno_filter(
+    syscalls: &[i64],
+    errno: i32,
+    mut extra: Rules,
+) -> Result<BpfProgram, SandboxError> {
+    for nr in syscalls {
+        extra.insert(*nr, vec![]);
+    }
+    let errno = u32::try_from(errno).unwrap_or(1);
+    filter(extra, SeccompAction::Allow, SeccompAction::Errno(errno))
+}
+
+fn cond(arg: u8, len: Len, op: Op, value: u64) -> Result<SeccompCondition, SandboxError> {
+    SeccompCondition::new(arg, len, op, value).map_err(|e| seccomp_err(&e))
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
+    SeccompRule::new(conditions).map_err(|e| seccomp_err(&e))
+}
+
+/// One rule per allowed value of a 32-bit argument.
+fn any_of(arg: u8, values: &[u64]) -> Result<Vec<SeccompRule>, SandboxError> {
+    values.iter().map(|v| rule(vec![cond(arg, Len::Dword, Op::Eq, *v)?])).collect()
+}
+
+fn ioctl_denials() -> Result<Rules, SandboxError> {
+    let not = |v: u64| cond(1, Len::Dword, Op::Ne, v);
+    let fionbio = u64::from(libc::FIONBIO as u32);
+    let fioclex = u64::from(libc::FIOCLEX as u32);
+    Ok(Rules::from([(libc::SYS_ioctl, vec![rule(vec![not(fionbio)?, not(fioclex)?])?])]))
+}
+
+/// Syscalls every child needs once its tokio runtime runs, allowed regardless of arguments.
+const RUNTIME: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmsg,
+    libc::SYS_close,
+    libc::SYS_shutdown,
+    libc::SYS_futex,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_ctl,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_sched_yield,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_munmap,
+    libc::SYS_madvise,
+    libc::SYS_mremap,
+    libc::SYS_brk,
+    libc::SYS_sigaltstack,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_getrandom,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_clone3,
+    libc::SYS_ioctl,
+    libc::SYS_openat,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_gettimeofday,
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_getsockopt,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+    libc::SYS_ppoll,
+    libc::SYS_restart_syscall,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_epoll_wait,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_open,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_poll,
+];
+
+/// Looking at files the mount view and Landlock allow (workers).
+const FILES: &[i64] = &[
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_lseek,
+    libc::SYS_pread64,
+    libc::SYS_readlinkat,
+    libc::SYS_getdents64,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_readlink,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_stat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lstat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_access,
+];
+
+fn allow_list(policy: &Seccomp) -> Result<Rules, SandboxError> {
+    let mut rules: Rules = RUNTIME.iter().map(|nr| (*nr, vec![])).collect();
+    if policy.files {
+        rules.extend(FILES.iter().map(|nr| (*nr, vec![])));
+    }
+    if policy.accept {
+        rules.insert(libc::SYS_accept4, vec![]);
+    }
+    if !policy.socket_domains.is_empty() {
+        let stream = |d: &SocketDomain| {
+            let kind = u64::try_from(libc::SOCK_STREAM).unwrap_or_default();
+            rule(vec![
+                cond(0, Len::Dword, Op::Eq, domain(*d))?,
+                cond(1, Len::Dword, Op::MaskedEq(SOCK_TYPE_MASK), kind)?,
+            ])
+        };
+        let streams = policy.socket_domains.iter().map(stream).collect::<Result<_, _>>()?;
+        rules.insert(libc::SYS_socket, streams);
+        rules.insert(libc::SYS_connect, vec![]);
+    }
+    let no_exec = |arg| rule(vec![cond(arg, Len::Dword, Op::MaskedEq(libc::PROT_EXEC as u64), 0)?]);
+    rules.insert(libc::SYS_mmap, vec![no_exec(2)?]);
+    rules.insert(libc::SYS_mprotect, vec![no_exec(2)?]);
+    let thread = u64::try_from(libc::CLONE_THREAD).unwrap_or_default();
+    rules.insert(
+        libc::SYS_clone,
+        vec![rule(vec![
+            cond(0, Len::Qword, Op::MaskedEq(thread), thread)?,
+            cond(0, Len::Qword, Op::MaskedEq(CLONE_NAMESPACES), 0)?,
+        ])?],
+    );
+    let names = [libc::PR_SET_NAME, libc::PR_GET_NAME].map(|o| o as u64);
+    rules.insert(libc::SYS_prctl, any_of(0, &names)?);
+    let fcntl = [libc::F_GETFL, libc::F_SETFL, libc::F_GETFD, libc::F_SETFD, libc::F_DUPFD_CLOEXEC];
+    rules.insert(libc::SYS_fcntl, any_of(1, &fcntl.map(|c| c as u64))?);
+    let own = u64::from(std::process::id());
+    rules.insert(libc::SYS_tgkill, any_of(0, &[own])?);
+    Ok(rules)
+}
+
+fn domain(d: SocketDomain) -> u64 {
+    let family = match d {
+        SocketDomain::Unix => libc::AF_UNIX,
+        SocketDomain::Inet => libc::AF_INET,
+        SocketDomain::Inet6 => libc::AF_INET6,
+    };
+    u64::try_from(family).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_compiles_below_the_bpf_limit() {
+        let worker = Seccomp {
+            accept: false,
+            files: true,
+            socket_domains: vec![SocketDomain::Unix, SocketDomain::Inet],
+        };
+        for policy in [Seccomp { accept: true, ..Seccomp::default() }, worker] {
+            let programs = programs(&policy).expect("compiles");
+            assert_eq!(programs.len(), 4);
+            assert!(programs.iter().all(|p| p.len() < 4096));
+        }
+    }
+}

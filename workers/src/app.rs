@@ -1,0 +1,150 @@
+//! The app a worker serves: its validated spec, canonical document root and secrets.
+//!
+//! Built once from the broker's `WorkerInit` and shared read-only by every request.
+//! It must never print a secret (`Secret`'s `Debug` prints `***`) and never expose one
+//! anywhere but the FastCGI params of this app's own requests.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use privsep::msg::{Backend, WorkerInit};
+use privsep::secret::Secret;
+
+use crate::path::Root;
+
+/// Why the app cannot be served at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("document root {root} is unusable: {source}")]
+    Root { root: PathBuf, source: std::io::Error },
+}
+
+/// One app's request-handling configuration, ready for use.
+#[derive(Debug)]
+pub struct App {
+    name: String,
+    server_name: String,
+    root: Root,
+    backend: Backend,
+    max_body: u64,
+    timeout: Duration,
+    idle_timeout: Option<Duration>,
+    secrets: Vec<(String, Secret)>,
+    activity: Activity,
+}
+
+impl App {
+    /// Canonicalises the document root; fails if it does not exist.
+    pub fn new(init: WorkerInit) -> Result<Self, AppError> {
+        let spec = init.app;
+        let dir = std::fs::canonicalize(&spec.root)
+            .map_err(|source| AppError::Root { root: spec.root.clone(), source })?;
+        Ok(Self {
+            root: Root::new(dir, spec.index, spec.front_controller),
+            name: spec.name,
+            server_name: spec.server_name,
+            backend: spec.fastcgi,
+            max_body: spec.max_body,
+            timeout: Duration::from_millis(spec.timeout_ms),
+            idle_timeout: spec.idle_timeout_ms.map(Duration::from_millis),
+            secrets: init.secrets,
+            activity: Activity::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SERVER_NAME: the app's canonical host.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The largest request body accepted, in bytes.
+    pub fn max_body(&self) -> u64 {
+        self.max_body
+    }
+
+    /// The longest wait for the backend: to connect, for the first byte, between bytes.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// `(param name, value)` pairs added to every request of this app.
+    pub fn secrets(&self) -> &[(String, Secret)] {
+        &self.secrets
+    }
+
+    /// On-demand apps: how long without requests before the worker reports itself idle.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+}
+
+/// Request counters, for idle reports.
+#[derive(Debug)]
+pub struct Activity {
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    /// Marks a request as started; it counts as in flight until the guard drops.
+    pub fn begin(&self) -> Busy<'_> {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self)
+    }
+
+    /// How many requests have started so far.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// How long no request has been in flight; zero while one is.
+    pub fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        self.last.lock().map_or(Duration::ZERO, |last| last.elapsed())
+    }
+}
+
+/// A request in flight.
+#[derive(Debug)]
+pub struct Busy<'a>(&'a Activity);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut last) = self.0.last.lock() {
+            *last = Instant::now();
+        }
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

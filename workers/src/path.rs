@@ -1,0 +1,244 @@
+//! Maps a request path to what serves it: a PHP script through FastCGI, or a static file.
+//!
+//! The raw path is percent-decoded, checked (UTF-8, no control bytes), normalised
+//! (`.`/`..` resolved, slashes merged) and split at its first `.php` segment into
+//! SCRIPT_NAME and PATH_INFO, the way nginx's `fastcgi_split_path_info` is usually
+//! configured, but deterministically. Files are looked up under the app's canonical
+//! document root. This module must never return a file outside that root, never hand
+//! a PHP file to static serving, and never let a control byte through.
+
+use std::path::{Path, PathBuf};
+
+/// Extensions never served as static files, whatever the state of the backend.
+const SCRIPT_EXTENSIONS: &[&str] =
+    &["php", "phtml", "phar", "phps", "php3", "php4", "php5", "php7", "php8"];
+
+/// The one hidden first segment that may be served (ACME challenges, security.txt).
+const WELL_KNOWN: &str = ".well-known";
+
+/// Why a path maps to nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("malformed percent-encoding in the request path")]
+    BadEncoding,
+    #[error("the decoded request path is not UTF-8")]
+    NotUtf8,
+    #[error("the decoded request path contains a control byte")]
+    ControlByte,
+    #[error("the request path does not start with '/'")]
+    NotAbsolute,
+    #[error("the request path climbs above the document root")]
+    AboveRoot,
+    #[error("nothing serves {0}")]
+    NotFound(String),
+    #[error("{0} resolves outside the document root")]
+    Escapes(String),
+}
+
+/// What serves a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A PHP script run by the app's FastCGI backend.
+    Script(Script),
+    /// An existing regular file under the root, never a script.
+    Static(PathBuf),
+}
+
+/// A script and the CGI path variables that describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// The file php-fpm runs: canonical when it exists, root + SCRIPT_NAME when it
+    /// does not (php-fpm then answers its own 404).
+    pub filename: PathBuf,
+    /// SCRIPT_NAME: the decoded, normalised path up to and including the script.
+    pub name: String,
+    /// PATH_INFO: what followed the script in the path, empty or starting with `/`.
+    pub path_info: String,
+    /// DOCUMENT_URI: the normalised path that was finally served.
+    pub document_uri: String,
+}
+
+/// An app's document root and the rules for finding files in it.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// Canonical (symlink-free) absolute path; every served file must be under it.
+    dir: PathBuf,
+    index: Vec<String>,
+    front_controller: Option<String>,
+}
+
+impl Root {
+    /// `dir` must already be canonical (see [`std::fs::canonicalize`]).
+    pub fn new(dir: PathBuf, index: Vec<String>, front_controller: Option<String>) -> Self {
+        Self { dir, index, front_controller }
+    }
+
+    /// The canonical document root.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Maps the raw (still percent-encoded) path of a request.
+    pub fn resolve(&self, raw_path: &str) -> Result<Target, PathError> {
+        let uri = normalize(&decode(raw_path)?)?;
+        if is_hidden(&uri) {
+            return Err(PathError::NotFound(uri));
+        }
+        self.resolve_uri(&uri, true)
+    }
+
+    fn resolve_uri(&self, uri: &str, fallback: bool) -> Result<Target, PathError> {
+        if let Some((name, info)) = split_php(uri) {
+            return match self.lookup(name)? {
+                Some(file) => Ok(script(file, name, info, uri)),
+                None if fallback && self.front_controller.is_some() => self.front(uri),
+                None => Ok(script(self.join(name), name, info, uri)),
+            };
+        }
+        if uri.ends_with('/') {
+            if let Some(target) = self.index(uri)? {
+                return Ok(target);
+            }
+        } else if let Some(file) = self.lookup(uri)? {
+            return static_target(file, uri);
+        }
+        match fallback {
+            true => self.front(uri),
+            false => Err(PathError::NotFound(uri.to_owned())),
+        }
+    }
+
+    fn index(&self, dir_uri: &str) -> Result<Option<Target>, PathError> {
+        for name in &self.index {
+            let uri = format!("{dir_uri}{name}");
+            if self.lookup(&uri)?.is_some() {
+                return self.resolve_uri(&uri, false).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn front(&self, uri: &str) -> Result<Target, PathError> {
+        match &self.front_controller {
+            Some(front) => self.resolve_uri(front, false),
+            None => Err(PathError::NotFound(uri.to_owned())),
+        }
+    }
+
+    /// The canonical regular file at `uri`, `None` if there is none, an error if
+    /// it resolves (through a symlink) outside the root.
+    fn lookup(&self, uri: &str) -> Result<Option<PathBuf>, PathError> {
+        let Ok(real) = std::fs::canonicalize(self.join(uri)) else {
+            return Ok(None);
+        };
+        if !real.starts_with(&self.dir) {
+            return Err(PathError::Escapes(uri.to_owned()));
+        }
+        Ok(is_regular_file(&real).then_some(real))
+    }
+
+    fn join(&self, uri: &str) -> PathBuf {
+        self.dir.join(uri.trim_start_matches('/'))
+    }
+}
+
+fn is_regular_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+fn script(filename: PathBuf, name: &str, info: &str, uri: &str) -> Target {
+    Target::Script(Script {
+        filename,
+        name: name.to_owned(),
+        path_info: info.to_owned(),
+        document_uri: uri.to_owned(),
+    })
+}
+
+fn static_target(file: PathBuf, uri: &str) -> Result<Target, PathError> {
+    match is_script_file(&file) {
+        true => Err(PathError::NotFound(uri.to_owned())),
+        false => Ok(Target::Static(file)),
+    }
+}
+
+/// Whether a file has an extension that must never be served as static.
+pub fn is_script_file(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    SCRIPT_EXTENSIONS.iter().any(|s| s.eq_ignore_ascii_case(ext))
+}
+
+/// Percent-decodes `raw`; the result must be UTF-8 without control bytes.
+pub fn decode(raw: &str) -> Result<String, PathError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hi = bytes.next().and_then(hex).ok_or(PathError::BadEncoding)?;
+        let lo = bytes.next().and_then(hex).ok_or(PathError::BadEncoding)?;
+        out.push(hi << 4 | lo);
+    }
+    if out.iter().any(|b| b.is_ascii_control()) {
+        return Err(PathError::ControlByte);
+    }
+    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Resolves `.` and `..` and merges slashes; a trailing slash is kept.
+pub fn normalize(path: &str) -> Result<String, PathError> {
+    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut segments: Vec<&str> = Vec::new();
+    let mut dir = path.ends_with('/');
+    for seg in rest.split('/') {
+        dir = matches!(seg, "" | "." | "..");
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop().ok_or(PathError::AboveRoot)?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = format!("/{}", segments.join("/"));
+    if dir && !out.ends_with('/') {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// Splits a normalised path after its first segment ending in `.php` (ASCII,
+/// case-insensitive): `(SCRIPT_NAME, PATH_INFO)`.
+pub fn split_php(uri: &str) -> Option<(&str, &str)> {
+    let mut end = 0;
+    for seg in uri.split('/') {
+        end += seg.len();
+        let is_php = seg.len() > 4
+            && seg.is_char_boundary(seg.len() - 4)
+            && seg[seg.len() - 4..].eq_ignore_ascii_case(".php");
+        if is_php {
+            return Some(uri.split_at(end));
+        }
+        end += 1;
+    }
+    None
+}
+
+/// Whether any segment is hidden (starts with `.`), `/.well-known/` excepted.
+fn is_hidden(uri: &str) -> bool {
+    let mut segments = uri.split('/').filter(|s| !s.is_empty());
+    match segments.next() {
+        Some(first) if first.starts_with('.') && first != WELL_KNOWN => true,
+        _ => segments.any(|s| s.starts_with('.')),
+    }
+}
+
+#[cfg(test)]
+#[path = "path_tests.rs"]
+mod tests;

@@ -1,0 +1,116 @@
+use super::*;
+use crate::test_util::TempDir;
+
+fn root(dir: &TempDir, front: Option<&str>) -> Root {
+    let index = vec!["index.php".to_owned(), "index.html".to_owned()];
+    Root::new(dir.path().to_owned(), index, front.map(str::to_owned))
+}
+
+fn expect_script(target: Target) -> Script {
+    match target {
+        Target::Script(s) => s,
+        Target::Static(p) => panic!("expected a script, got static {}", p.display()),
+    }
+}
+
+#[test]
+fn decodes_percent_escapes_and_rejects_bad_ones() {
+    assert_eq!(decode("/a%20b/%C3%A9.php").expect("valid"), "/a b/é.php");
+    assert!(matches!(decode("/a%zz"), Err(PathError::BadEncoding)));
+    assert!(matches!(decode("/a%4"), Err(PathError::BadEncoding)));
+    assert!(matches!(decode("/%ff%fe"), Err(PathError::NotUtf8)));
+}
+
+#[test]
+fn rejects_control_bytes_after_decoding() {
+    for raw in ["/a%00.php", "/index.php%0a", "/x%0d/y", "/del%7f", "/tab%09"] {
+        assert!(matches!(decode(raw), Err(PathError::ControlByte)), "{raw}");
+    }
+}
+
+#[test]
+fn normalises_dots_and_slashes() {
+    assert_eq!(normalize("/a//b/./c").expect("ok"), "/a/b/c");
+    assert_eq!(normalize("/a/b/../c/").expect("ok"), "/a/c/");
+    assert_eq!(normalize("/a/..").expect("ok"), "/");
+    assert_eq!(normalize("/a/.").expect("ok"), "/a/");
+    assert!(matches!(normalize("/../etc/passwd"), Err(PathError::AboveRoot)));
+    assert!(matches!(normalize("a"), Err(PathError::NotAbsolute)));
+}
+
+#[test]
+fn splits_path_info_at_the_first_php_segment() {
+    assert_eq!(split_php("/index.php"), Some(("/index.php", "")));
+    assert_eq!(split_php("/a/x.PhP/b/c.php"), Some(("/a/x.PhP", "/b/c.php")));
+    assert_eq!(split_php("/x.phpx/y"), None);
+    assert_eq!(split_php("/.php/y"), None);
+    assert_eq!(split_php("/dir/"), None);
+    // Non-ASCII before the suffix is fine; a short non-ASCII segment never panics.
+    assert_eq!(split_php("/é.pHp"), Some(("/é.pHp", "")));
+    assert_eq!(split_php("/aé"), None);
+}
+
+#[test]
+fn maps_an_existing_script_with_path_info() {
+    let dir = TempDir::new();
+    let file = dir.file("app/x.php", "<?php");
+    let s = expect_script(root(&dir, None).resolve("/app/x.php/more/info").expect("maps"));
+    assert_eq!(s.filename, file);
+    assert_eq!(s.name, "/app/x.php");
+    assert_eq!(s.path_info, "/more/info");
+    assert_eq!(s.document_uri, "/app/x.php/more/info");
+}
+
+#[test]
+fn forwards_a_missing_script_without_front_controller() {
+    let dir = TempDir::new();
+    let s = expect_script(root(&dir, None).resolve("/missing.php").expect("maps"));
+    assert_eq!(s.filename, dir.path().join("missing.php"));
+    assert_eq!(s.name, "/missing.php");
+}
+
+#[test]
+fn uses_index_then_front_controller() {
+    let dir = TempDir::new();
+    dir.file("index.php", "<?php");
+    dir.file("docs/index.html", "hi");
+    let r = root(&dir, Some("/index.php"));
+    assert_eq!(expect_script(r.resolve("/").expect("maps")).name, "/index.php");
+    let docs = r.resolve("/docs/").expect("maps");
+    assert_eq!(docs, Target::Static(dir.path().join("docs/index.html")));
+    let fc = expect_script(r.resolve("/blog/post-1").expect("maps"));
+    assert_eq!((fc.name.as_str(), fc.path_info.as_str()), ("/index.php", ""));
+    let missing = expect_script(r.resolve("/gone.php").expect("maps"));
+    assert_eq!(missing.name, "/index.php");
+}
+
+#[test]
+fn serves_static_files_but_never_scripts() {
+    let dir = TempDir::new();
+    let css = dir.file("a.css", "body{}");
+    dir.file("b.phtml", "<?php");
+    let r = root(&dir, None);
+    assert_eq!(r.resolve("/a.css").expect("maps"), Target::Static(css));
+    assert!(matches!(r.resolve("/b.phtml"), Err(PathError::NotFound(_))));
+    assert!(matches!(r.resolve("/nothing.txt"), Err(PathError::NotFound(_))));
+}
+
+#[test]
+fn hides_dotfiles_except_well_known() {
+    let dir = TempDir::new();
+    dir.file(".env", "SECRET=1");
+    let token = dir.file(".well-known/acme", "t");
+    let r = root(&dir, None);
+    assert!(matches!(r.resolve("/.env"), Err(PathError::NotFound(_))));
+    assert!(matches!(r.resolve("/a/.user.ini"), Err(PathError::NotFound(_))));
+    assert_eq!(r.resolve("/.well-known/acme").expect("maps"), Target::Static(token));
+}
+
+#[test]
+fn refuses_symlinks_out_of_the_root() {
+    let outside = TempDir::new();
+    let secret = outside.file("secret.php", "<?php");
+    let dir = TempDir::new();
+    std::os::unix::fs::symlink(&secret, dir.path().join("link.php")).expect("symlink");
+    assert!(matches!(root(&dir, None).resolve("/link.php"), Err(PathError::Escapes(_))));
+}

@@ -1,0 +1,80 @@
+use tokio::io::AsyncReadExt;
+
+use super::*;
+
+fn end_request() -> Vec<u8> {
+    encode_record(END_REQUEST, &[0; 8])
+}
+
+fn good_response() -> Vec<u8> {
+    let mut bytes = encode_record(STDOUT, b"Status: 200\r\n\r\nhello");
+    bytes.extend(encode_record(STDERR, b"a warning"));
+    bytes.extend(encode_record(STDOUT, b""));
+    bytes.extend(end_request());
+    bytes
+}
+
+#[test]
+fn accepts_a_good_stream_in_any_split() {
+    let bytes = good_response();
+    for chunk in [1, 3, 8, 13, bytes.len()] {
+        let mut parser = RecordParser::default();
+        for piece in bytes.chunks(chunk) {
+            assert!(!parser.ended());
+            parser.feed(piece).expect("well-formed");
+        }
+        assert!(parser.ended(), "chunk size {chunk}");
+    }
+}
+
+#[test]
+fn rejects_a_short_end_request() {
+    let mut bytes = encode_record(STDOUT, b"x");
+    bytes.extend([1, END_REQUEST, 0, 1, 0, 0, 0, 0]);
+    let mut parser = RecordParser::default();
+    assert_eq!(parser.feed(&bytes), Err(RecordError::EndRequestLength(0)));
+}
+
+#[test]
+fn rejects_wrong_version_id_type_and_trailing_bytes() {
+    let mut version = encode_record(STDOUT, b"x");
+    version[0] = 2;
+    assert_eq!(RecordParser::default().feed(&version), Err(RecordError::Version(2)));
+    let mut id = encode_record(STDOUT, b"x");
+    id[3] = 2;
+    assert_eq!(RecordParser::default().feed(&id), Err(RecordError::RequestId(2)));
+    let kind = encode_record(11, &[0; 8]);
+    assert_eq!(RecordParser::default().feed(&kind), Err(RecordError::Type(11)));
+    let mut trailing = end_request();
+    trailing.push(0);
+    assert_eq!(RecordParser::default().feed(&trailing), Err(RecordError::Trailing));
+}
+
+#[tokio::test]
+async fn guard_passes_a_good_stream_and_flags_the_end() {
+    let bytes = good_response();
+    let (mut guard, end) = RecordGuard::new(&bytes[..]);
+    let mut out = Vec::new();
+    guard.read_to_end(&mut out).await.expect("well-formed");
+    assert_eq!(out, bytes);
+    assert!(end.get());
+}
+
+#[tokio::test]
+async fn guard_fails_a_truncated_stream() {
+    let bytes = encode_record(STDOUT, b"Status: 200\r\n\r\npartial");
+    let (mut guard, end) = RecordGuard::new(&bytes[..]);
+    let err = guard.read_to_end(&mut Vec::new()).await.expect_err("truncated");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    assert!(!end.get());
+}
+
+#[tokio::test]
+async fn guard_hides_malformed_bytes_from_the_reader() {
+    let bytes = [1, END_REQUEST, 0, 1, 0, 0, 0, 0];
+    let (mut guard, _end) = RecordGuard::new(&bytes[..]);
+    let mut out = Vec::new();
+    let err = guard.read_to_end(&mut out).await.expect_err("malformed");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(out.is_empty());
+}
