@@ -72,6 +72,7 @@ pub fn run(config_path: &Path) -> Result<Report, AuditError> {
 fn expected_profile(config: &Config, pid: u32) -> Option<(String, Profile)> {
     match exe_name(pid)?.as_str() {
         "bulkhead-gateway" => Some(("gateway".to_owned(), profiles::gateway(config))),
+        "bulkhead-keyholder" => Some(("keyholder".to_owned(), profiles::keyholder(config))),
         "bulkhead-worker" => {
             let role = environ_var(pid, "BULKHEAD_ROLE")?;
             let name = role.strip_prefix("worker[")?.strip_suffix(']')?;

@@ -25,6 +25,8 @@ mod validate;
 mod values;
 
 #[cfg(test)]
+mod mount_tests;
+#[cfg(test)]
 mod tests;
 
 use std::ffi::OsString;
@@ -50,6 +52,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// The most workers one app may have.
 pub const MAX_WORKERS: u32 = 64;
+/// `hsts = true`: one year, the value HSTS preload lists expect at minimum.
+pub const DEFAULT_HSTS: &str = "max-age=31536000";
 pub const DEFAULT_UID_RANGE: UidRange = UidRange { first: 61184, last: 65519 };
 
 /// Everything the broker needs, validated.
@@ -66,6 +70,9 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// How long SIGTERM waits for in-flight requests before stopping everything.
     pub shutdown_timeout_ms: u64,
+    /// The app whose certificate is served when SNI names no app; `None`: the
+    /// first app with `tls`.
+    pub default_cert: Option<String>,
 }
 
 /// How children are confined (`[sandbox]`).
@@ -128,6 +135,10 @@ pub struct App {
     /// Canonical directories the worker may write to.
     pub writable: Vec<PathBuf>,
     pub tls: Option<TlsFiles>,
+    /// Plain-HTTP requests for this app get a 308 to `https://` (needs `tls`).
+    pub redirect_https: bool,
+    /// The `Strict-Transport-Security` value for this app's HTTPS responses (needs `tls`).
+    pub hsts: Option<String>,
     /// `(FastCGI param name, value)`, sorted by name; sent to this app's workers only.
     pub secrets: Vec<(String, Secret)>,
     /// How many workers serve the app (the gateway spreads requests over them).
@@ -139,7 +150,12 @@ pub struct App {
 impl App {
     /// The routing entry the gateway needs for this app.
     pub fn route(&self) -> Route {
-        Route { app: self.spec.name.clone(), hosts: self.hosts.clone(), on_demand: self.on_demand }
+        Route {
+            app: self.spec.name.clone(),
+            hosts: self.hosts.clone(),
+            on_demand: self.on_demand,
+            prefix: self.spec.prefix.clone(),
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`audit`]: `bulkhead audit`, the running instance checked against its profiles.
 //! - [`commands`]: the `bulkhead` subcommands.
 //! - [`config`]: the TOML file, validated in full with key paths.
+//! - [`keyholder`]: the `bulkhead-keyholder` process, and the broker's reading of TLS files.
 //! - [`supervise`]: starting, watching and restarting one child.
 //! - [`profiles`]: each child's sandbox profile, from the config.
 //! - [`listeners`]: the listening sockets, bound once or socket-activated.
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod audit;
 pub mod commands;
 pub mod config;
+pub mod keyholder;
 pub mod listeners;
 pub mod orchestrate;
 pub mod profiles;

@@ -14,8 +14,10 @@
 //!   empty network namespace for a Unix backend, else the host's with Landlock
 //!   allowing TCP connect to the backend's port only; its own uid per app.
 //!
+//! - **Keyholder:** the gateway's walls, its own uid, no `accept`.
+//!
 //! Uids in root mode: the gateway gets the first uid of `[sandbox] uid_range`,
-//! each app without `user` the next ones, in config order.
+//! each app without `user` the next ones, in config order, then the keyholder.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +53,24 @@ pub fn gateway(config: &Config) -> Profile {
         landlock: Some(Landlock { min_abi: LANDLOCK_ABI, ..Landlock::default() }),
         seccomp: Some(Seccomp { accept: true, files: false, socket_domains: Vec::new() }),
         ..common(config)
+    }
+}
+
+/// The keyholder's profile: the gateway's walls (no files, no network, no
+/// exec; it needs only its control socket and the signing channels it is
+/// handed) with its own uid in root mode, after the apps' uids, and no `accept`.
+pub fn keyholder(config: &Config) -> Profile {
+    let gateway = gateway(config);
+    if !gateway.is_enabled() {
+        return gateway;
+    }
+    let after_apps = 1 + dynamic_apps(config).count();
+    Profile {
+        identity: gateway
+            .identity
+            .map(|_| dynamic(config, u32::try_from(after_apps).unwrap_or(u32::MAX))),
+        seccomp: Some(Seccomp { accept: false, files: false, socket_domains: Vec::new() }),
+        ..gateway
     }
 }
 
@@ -108,25 +128,39 @@ fn dynamic(config: &Config, n: u32) -> Identity {
     Identity { uid, gid: uid }
 }
 
+/// The apps that get a uid from the range, in config order.
+fn dynamic_apps(config: &Config) -> impl Iterator<Item = &App> {
+    config.apps.iter().filter(|a| a.account.is_none())
+}
+
 fn worker_identity(config: &Config, app: &App) -> Identity {
     if let Some(account) = app.account {
         return Identity { uid: account.uid, gid: account.gid };
     }
-    let dynamic_apps = config.apps.iter().filter(|a| a.account.is_none());
-    let index = dynamic_apps.take_while(|a| a.spec.name != app.spec.name).count();
+    let index = dynamic_apps(config).take_while(|a| a.spec.name != app.spec.name).count();
     dynamic(config, 1 + u32::try_from(index).unwrap_or(u32::MAX - 1))
 }
 
 fn worker_view(app: &App) -> MountView {
-    let mut binds = vec![Bind { path: app.spec.root.clone(), access: BindAccess::ReadOnly }];
-    binds.extend(
-        app.writable.iter().map(|dir| Bind { path: dir.clone(), access: BindAccess::ReadWrite }),
-    );
+    let mut binds =
+        vec![Bind { path: app.spec.root.clone(), access: BindAccess::ReadOnly, optional: false }];
+    binds.extend(app.writable.iter().map(|dir| Bind {
+        path: dir.clone(),
+        access: BindAccess::ReadWrite,
+        optional: false,
+    }));
     if let Backend::Unix(socket) = &app.spec.fastcgi {
-        binds.push(Bind { path: socket.clone(), access: BindAccess::ReadOnly });
+        // Optional: a backend that is not running yet must give 502, not a
+        // worker crash loop. A socket recreated later (php-fpm restart) is a new
+        // inode: the worker sees it after its next restart.
+        binds.push(Bind { path: socket.clone(), access: BindAccess::ReadOnly, optional: true });
     }
     for device in ["/dev/null", "/dev/urandom"] {
-        binds.push(Bind { path: PathBuf::from(device), access: BindAccess::Device });
+        binds.push(Bind {
+            path: PathBuf::from(device),
+            access: BindAccess::Device,
+            optional: false,
+        });
     }
     // Parents before what lies beneath them (stable: same depth keeps config order).
     binds.sort_by_key(|bind| bind.path.components().count());
@@ -247,6 +281,7 @@ mod tests {
             .map(|p| p.identity.expect("root mode switches uid").uid)
             .collect();
         assert_eq!(ids, [70000, 70001, 70002]);
+        assert_eq!(keyholder(&config).identity.map(|id| id.uid), Some(70003));
     }
 
     #[test]

@@ -39,6 +39,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ChildId {
     Gateway { serial: u64 },
+    Keyholder { serial: u64 },
     Worker { app: String, serial: u64 },
 }
 
@@ -46,6 +47,7 @@ impl std::fmt::Display for ChildId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Gateway { serial } => write!(f, "gateway#{serial}"),
+            Self::Keyholder { serial } => write!(f, "keyholder#{serial}"),
             Self::Worker { app, serial } => write!(f, "worker[{app}]#{serial}"),
         }
     }
@@ -96,6 +98,7 @@ pub fn start(
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     let role = match &id {
         ChildId::Gateway { .. } => "gateway".to_owned(),
+        ChildId::Keyholder { .. } => "keyholder".to_owned(),
         ChildId::Worker { app, .. } => format!("worker[{app}]"),
     };
     let env = [("RUST_LOG", log.as_str()), ("BULKHEAD_ROLE", role.as_str())];
@@ -111,12 +114,13 @@ pub fn start(
 async fn watch(id: ChildId, mut child: Child, control: Control, events: UnboundedSender<Event>) {
     let started = Instant::now();
     let mut open = true;
+    let mut ready = false;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             () = control.kill.notified() => { let _ = child.start_kill(); }
             msg = control.socket.recv::<ToBroker>(), if open => {
-                match allowed(&id, msg) {
+                match allowed(&id, msg).and_then(|event| ready_once(&mut ready, event)) {
                     Ok(Some(event)) => { let _ = events.send(event); }
                     Ok(None) => open = false,
                     Err(reason) => {
@@ -152,6 +156,15 @@ fn allowed(
         (ToBroker::Idle, ChildId::Worker { .. }) => Ok(Some(Event::Idle(id.clone()))),
         (msg, _) => Err(format!("{msg:?} is not allowed from this child")),
     }
+}
+
+/// `Ready` is one-shot: each one makes the broker hand out a new channel, so a child
+/// that repeats it is not trusted.
+fn ready_once(ready: &mut bool, event: Option<Event>) -> Result<Option<Event>, String> {
+    if matches!(event, Some(Event::Ready(_))) && std::mem::replace(ready, true) {
+        return Err("Ready is allowed only once".into());
+    }
+    Ok(event)
 }
 
 /// Exponential restart backoff that resets after a healthy run.
@@ -238,5 +251,14 @@ mod tests {
         assert!(allowed(&wk, msg(need())).is_err());
         assert!(allowed(&wk, msg(ToBroker::Idle)).is_ok());
         assert!(allowed(&gw, msg(ToBroker::Idle)).is_err());
+    }
+
+    #[test]
+    fn a_second_ready_is_a_violation() {
+        let mut ready = false;
+        let event = || Some(Event::Ready(ChildId::Gateway { serial: 1 }));
+        assert!(ready_once(&mut ready, event()).is_ok());
+        assert!(ready_once(&mut ready, None).is_ok());
+        assert!(ready_once(&mut ready, event()).is_err());
     }
 }

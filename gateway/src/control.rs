@@ -19,8 +19,8 @@ use privsep::sandbox::Profile;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::State;
 use crate::server::{self, Serving};
+use crate::{State, tls};
 
 /// How long in-flight requests may take when the broker just disappears.
 const ORPHAN_DRAIN: Duration = Duration::from_secs(10);
@@ -29,6 +29,8 @@ const ORPHAN_DRAIN: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Init {
     pub listeners: Vec<OwnedFd>,
+    /// Listeners that speak TLS.
+    pub tls_listeners: Vec<OwnedFd>,
     pub limits: GatewayLimits,
     pub sandbox: Profile,
 }
@@ -36,8 +38,9 @@ pub struct Init {
 /// Receives the broker's `Init` (blocking: no runtime exists yet).
 pub fn receive_init(control: &ControlSocket) -> anyhow::Result<Init> {
     match control.recv::<ToGateway>()? {
-        Some(Received { msg: ToGateway::Init { limits, sandbox, .. }, fds }) => {
-            Ok(Init { listeners: fds, limits, sandbox })
+        Some(Received { msg: ToGateway::Init { listeners, limits, sandbox, .. }, mut fds }) => {
+            let tls_listeners = fds.split_off(usize::from(listeners));
+            Ok(Init { listeners: fds, tls_listeners, limits, sandbox })
         }
         other => bail!("expected Init from the broker, got {other:?}"),
     }
@@ -53,7 +56,16 @@ pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
     let (alive, mut all_done) = mpsc::channel(1);
     let serving = Serving { builder: server::builder(init.limits.max_header_bytes), stop, alive };
     for fd in init.listeners {
-        tokio::spawn(server::serve(tcp_listener(fd)?, state.clone(), serving.clone()));
+        tokio::spawn(server::serve(tcp_listener(fd)?, state.clone(), serving.clone(), None));
+    }
+    if !init.tls_listeners.is_empty() {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(state.clone())?);
+        for fd in init.tls_listeners {
+            let listener = tcp_listener(fd)?;
+            state.tls.set_https_port(listener.local_addr()?.port());
+            let tls = Some(acceptor.clone());
+            tokio::spawn(server::serve(listener, state.clone(), serving.clone(), tls));
+        }
     }
     drop(serving);
     ctl.send(&ToBroker::Ready, &[]).await?;
@@ -101,12 +113,23 @@ async fn apply(state: &State, r: Received<ToGateway>) -> anyhow::Result<()> {
         ToGateway::RemoveApp { app } => {
             state.routes.write().unwrap_or_else(PoisonError::into_inner).remove(&app);
             state.channels.remove_app(&app);
+            state.tls.remove(&app);
         }
         ToGateway::Channel { app, generation } => {
             let fd = r.fds.into_iter().next().context("Channel without its descriptor")?;
             state.channels.add(&app, generation, fd).await.context("starting a worker channel")?;
         }
         ToGateway::Retire { app, below } => state.channels.retire(&app, below),
+        ToGateway::Tls(app_tls) => {
+            if let Err(e) = state.tls.set(&app_tls) {
+                warn!(cause = %e, "certificate refused");
+            }
+        }
+        ToGateway::NoTls { app } => state.tls.remove(&app),
+        ToGateway::Keyholder => {
+            let fd = r.fds.into_iter().next().context("Keyholder without its descriptor")?;
+            state.tls.keyholder.connect(fd);
+        }
         msg @ (ToGateway::Init { .. } | ToGateway::Start | ToGateway::Shutdown { .. }) => {
             bail!("unexpected {msg:?} from the broker")
         }

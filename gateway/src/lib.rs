@@ -11,6 +11,8 @@
 //! - [`channels`]: HTTP/2 client connections to workers, per app.
 //! - [`server`]: accept loops, the HTTP/1.1 + HTTP/2 connection builder, graceful stop.
 //! - [`proxy`]: one request: route, clean headers, forward, answer errors.
+//! - [`tls`]: certificates by SNI, the rustls configuration, HTTPS redirects and HSTS.
+//! - [`tls_keyholder`]: the signing key that asks the keyholder, with a deadline.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,8 @@ pub mod control;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod tls;
+pub mod tls_keyholder;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError, RwLock};
@@ -33,6 +37,8 @@ pub use control::run;
 
 /// How long a request waits for an on-demand app's first worker.
 const COLD_START_WAIT: Duration = Duration::from_secs(15);
+/// How long a request waits for an app whose workers are all being restarted.
+const RESTART_WAIT: Duration = Duration::from_secs(3);
 /// How often the gateway repeats a channel request for one app.
 const ASK_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
@@ -41,6 +47,8 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(1);
 pub struct State {
     pub routes: RwLock<routes::RouteTable>,
     pub channels: channels::Channels,
+    /// Certificates, HTTPS options and the keyholder channel.
+    pub tls: tls::TlsState,
     /// Asks the broker for a channel to an on-demand app (via the control task).
     need: mpsc::UnboundedSender<String>,
     asked: Mutex<HashMap<String, Instant>>,
@@ -52,6 +60,7 @@ impl State {
         Self {
             routes: RwLock::default(),
             channels: channels::Channels::default(),
+            tls: tls::TlsState::default(),
             need,
             asked: Mutex::default(),
         }
@@ -63,23 +72,25 @@ impl State {
         routes.lookup(host).map(str::to_owned)
     }
 
-    /// A channel to `app`; for an on-demand app without one, asks the broker and waits.
+    /// A channel to `app`; without one, waits a bounded time for one (a restarting worker),
+    /// and for an on-demand app first asks the broker to start one.
     pub async fn channel(&self, app: &str) -> Option<SendRequest<Incoming>> {
         if let Some(sender) = self.channels.pick(app) {
             return Some(sender);
         }
         let on_demand =
             self.routes.read().unwrap_or_else(PoisonError::into_inner).is_on_demand(app);
-        if !on_demand {
-            return None;
-        }
-        let deadline = Instant::now() + COLD_START_WAIT;
+        // A crashed worker is being restarted: hold the request rather than fail it.
+        let wait = if on_demand { COLD_START_WAIT } else { RESTART_WAIT };
+        let deadline = Instant::now() + wait;
         loop {
             let added = self.channels.added();
             if let Some(sender) = self.channels.pick(app) {
                 return Some(sender);
             }
-            self.ask(app);
+            if on_demand {
+                self.ask(app);
+            }
             let wake = deadline.min(Instant::now() + ASK_AGAIN_AFTER);
             if tokio::time::timeout_at(wake, added).await.is_err() && Instant::now() >= deadline {
                 return None;

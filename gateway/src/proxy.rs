@@ -1,4 +1,4 @@
-//! One request's trip through the gateway: route by Host, clean, forward.
+//! One request's trip through the gateway: route by Host and path prefix, clean, forward.
 //!
 //! The gateway decides only *which app* gets a request. It strips hop-by-hop
 //! headers and every client header that only the gateway may set
@@ -83,17 +83,50 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
     let host = request_host(&req).ok_or(ProxyError::NoHost)?.to_ascii_lowercase();
-    let app = state.app_for(&host).ok_or(ProxyError::UnknownHost)?;
+    let app = app_for(state, &host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
+    if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
+        return Ok(resp);
+    }
     let mut sender = state.channel(&app).await.ok_or(ProxyError::NoWorker)?;
     let req = rewrite(req, &host, conn)?;
     sender.ready().await.map_err(ProxyError::Worker)?;
     match sender.send_request(req).await {
-        Ok(resp) => Ok(resp.map(Either::Left)),
+        Ok(mut resp) => {
+            if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
+                resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+            }
+            Ok(resp.map(Either::Left))
+        }
         Err(e) => {
             warn!(app = %app, cause = %e, "worker request failed");
             Err(ProxyError::Worker(e))
         }
     }
+}
+
+/// A 308 to `https://` for a plain-HTTP request to an app with `redirect_https`.
+fn redirect_https(
+    state: &State,
+    conn: ConnInfo,
+    app: &str,
+    host: &str,
+    uri: &Uri,
+) -> Option<Response<Body>> {
+    if conn.scheme != "http" {
+        return None;
+    }
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = HeaderValue::try_from(state.tls.redirect(app, host, pq)?).ok()?;
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    resp.headers_mut().insert(header::LOCATION, location);
+    Some(resp)
+}
+
+/// The app mounted at `path` on `host` (longest prefix).
+fn app_for(state: &State, host: &str, path: &str) -> Option<String> {
+    let routes = state.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    routes.route(host, path).map(str::to_owned)
 }
 
 /// The Host of a request: the HTTP/2 `:authority`, else the `Host` header.

@@ -1,20 +1,28 @@
-//! The routing table: which app answers a Host.
+//! The routing table: which app answers a Host and path.
 //!
 //! Exact names win over wildcards; among wildcards the longest suffix wins,
-//! as in nginx's `server_name`. Lookup normalises the client's Host (lower
-//! case, port and trailing dot removed) and never allocates on a miss of an
-//! already lower-case name.
+//! as in nginx's `server_name`. Within a host, the app mounted under the
+//! longest matching path prefix wins (`/blog/` before `/`), like nginx's
+//! prefix `location`s; `/blog` without its slash also goes to the `/blog/` app,
+//! which redirects it. Lookup normalises the client's Host (lower case, port
+//! and trailing dot removed) and never allocates on a miss of an already
+//! lower-case name. The path is matched raw (still percent-encoded); the
+//! worker re-checks its prefix after decoding, so a path that only looks like
+//! it is under a prefix reaches no file outside that app.
 
 use std::collections::{HashMap, HashSet};
 
 use privsep::msg::Route;
 
-/// Host patterns to app names.
+/// `(prefix, app)` pairs of one host pattern, longest prefix first.
+type Mounts = Vec<(String, String)>;
+
+/// Host patterns and path prefixes to app names.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, String>,
-    /// `(".suffix", app)`, longest suffix first.
-    wildcards: Vec<(String, String)>,
+    exact: HashMap<String, Mounts>,
+    /// `(".suffix", mounts)`, longest suffix first.
+    wildcards: Vec<(String, Mounts)>,
     /// Apps whose workers start at their first request.
     on_demand: HashSet<String>,
 }
@@ -23,18 +31,30 @@ impl RouteTable {
     /// Adds or replaces an app's routes.
     pub fn insert(&mut self, route: &Route) {
         self.remove(&route.app);
+        let mount = (route.prefix.clone(), route.app.clone());
         for host in &route.hosts {
-            match host.strip_prefix('*') {
-                Some(suffix) => self.wildcards.push((suffix.to_owned(), route.app.clone())),
-                None => {
-                    self.exact.insert(host.clone(), route.app.clone());
-                }
-            }
+            let mounts = match host.strip_prefix('*') {
+                Some(suffix) => self.wildcard_mounts(suffix),
+                None => self.exact.entry(host.clone()).or_default(),
+            };
+            mounts.push(mount.clone());
+            mounts.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         }
         self.wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         if route.on_demand {
             self.on_demand.insert(route.app.clone());
         }
+    }
+
+    fn wildcard_mounts(&mut self, suffix: &str) -> &mut Mounts {
+        let at = match self.wildcards.iter().position(|(s, _)| s == suffix) {
+            Some(at) => at,
+            None => {
+                self.wildcards.push((suffix.to_owned(), Vec::new()));
+                self.wildcards.len() - 1
+            }
+        };
+        &mut self.wildcards[at].1
     }
 
     /// Whether `app`'s workers start on demand.
@@ -44,22 +64,38 @@ impl RouteTable {
 
     /// Removes every route of `app`.
     pub fn remove(&mut self, app: &str) {
-        self.exact.retain(|_, a| a != app);
-        self.wildcards.retain(|(_, a)| a != app);
+        for mounts in self.exact.values_mut().chain(self.wildcards.iter_mut().map(|w| &mut w.1)) {
+            mounts.retain(|(_, a)| a != app);
+        }
+        self.exact.retain(|_, mounts| !mounts.is_empty());
+        self.wildcards.retain(|(_, mounts)| !mounts.is_empty());
         self.on_demand.remove(app);
     }
 
-    /// The app serving `host` (a Host header or :authority value).
+    /// The app serving the root of `host` (a Host header or :authority value).
     pub fn lookup(&self, host: &str) -> Option<&str> {
-        let name = normalise(host)?;
-        if let Some(app) = self.exact.get(name.as_ref()) {
-            return Some(app);
-        }
-        self.wildcards
-            .iter()
-            .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
-            .map(|(_, app)| app.as_str())
+        self.route(host, "/")
     }
+
+    /// The app serving `path` (the raw request path) on `host`.
+    pub fn route(&self, host: &str, path: &str) -> Option<&str> {
+        let name = normalise(host)?;
+        let exact = self.exact.get(name.as_ref()).into_iter();
+        let wildcards = self
+            .wildcards
+            .iter()
+            .filter(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
+            .map(|(_, mounts)| mounts);
+        exact.chain(wildcards).find_map(|mounts| mounted(mounts, path))
+    }
+}
+
+/// The app of the longest prefix that `path` is under (or is, without its slash).
+fn mounted<'a>(mounts: &'a Mounts, path: &str) -> Option<&'a str> {
+    let under = |prefix: &str| {
+        path.starts_with(prefix) || prefix.strip_suffix('/').is_some_and(|bare| path == bare)
+    };
+    mounts.iter().find(|(prefix, _)| under(prefix)).map(|(_, app)| app.as_str())
 }
 
 /// `Host` without port or trailing dot, lower case; `None` if it is not a plausible name.
@@ -80,59 +116,5 @@ fn normalise(host: &str) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table() -> RouteTable {
-        let mut t = RouteTable::default();
-        t.insert(&Route {
-            app: "blog".into(),
-            hosts: vec!["blog.example.com".into(), "*.blog.example.com".into()],
-            on_demand: false,
-        });
-        t.insert(&Route {
-            app: "shop".into(),
-            hosts: vec!["*.example.com".into(), "cdn.blog.example.com".into()],
-            on_demand: true,
-        });
-        t
-    }
-
-    #[test]
-    fn exact_beats_wildcard_and_longest_suffix_wins() {
-        let t = table();
-        assert_eq!(t.lookup("blog.example.com"), Some("blog"));
-        assert_eq!(t.lookup("www.blog.example.com"), Some("blog"));
-        assert_eq!(t.lookup("cdn.blog.example.com"), Some("shop"));
-        assert_eq!(t.lookup("x.example.com"), Some("shop"));
-        assert_eq!(t.lookup("example.com"), None);
-    }
-
-    #[test]
-    fn normalises_case_port_and_trailing_dot() {
-        let t = table();
-        assert_eq!(t.lookup("BLOG.Example.com:8080"), Some("blog"));
-        assert_eq!(t.lookup("blog.example.com."), Some("blog"));
-    }
-
-    #[test]
-    fn refuses_implausible_hosts() {
-        let t = table();
-        assert_eq!(t.lookup(""), None);
-        assert_eq!(t.lookup("blog.example.com/x"), None);
-        assert_eq!(t.lookup("[::1]:80"), None);
-    }
-
-    #[test]
-    fn reinserting_an_app_replaces_its_routes() {
-        let mut t = table();
-        t.insert(&Route {
-            app: "blog".into(),
-            hosts: vec!["new.example.org".into()],
-            on_demand: false,
-        });
-        assert!(t.is_on_demand("shop") && !t.is_on_demand("blog"));
-        assert_eq!(t.lookup("blog.example.com"), Some("shop"));
-        assert_eq!(t.lookup("new.example.org"), Some("blog"));
-    }
-}
+#[path = "routes_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! Accepting client connections on inherited listeners and serving them.
 //!
-//! HTTP/1.1 and HTTP/2 (prior knowledge, "h2c") on the same port, through
+//! HTTP/1.1 and HTTP/2 (prior knowledge, "h2c", or by ALPN after a TLS
+//! handshake on TLS listeners, see [`crate::tls`]) on the same port, through
 //! hyper-util's auto connection. Header sizes and the header read time are
 //! bounded here; everything about a request's meaning is [`crate::proxy`]'s.
 //! On shutdown the accept loops stop and every connection finishes its
@@ -12,8 +13,10 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::State;
@@ -21,6 +24,8 @@ use crate::proxy::{self, ConnInfo};
 
 /// How long a client may take to send a request head (slowloris bound).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (for example EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -48,8 +53,13 @@ pub fn builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accepts connections on `listener` until told to stop.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut serving: Serving) {
+/// Accepts connections on `listener` until told to stop; TLS first when `tls` is set.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut serving: Serving,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -59,8 +69,13 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut serving: Servin
             Ok((stream, peer)) => {
                 let Ok(local) = stream.local_addr() else { continue };
                 let _ = stream.set_nodelay(true);
-                let info = ConnInfo { peer, local, scheme: "http" };
-                tokio::spawn(serve_conn(stream, info, state.clone(), serving.clone()));
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let info = ConnInfo { peer, local, scheme };
+                let (state, serving) = (state.clone(), serving.clone());
+                match &tls {
+                    None => tokio::spawn(serve_conn(stream, info, state, serving)),
+                    Some(tls) => tokio::spawn(serve_tls(tls.clone(), stream, info, state, serving)),
+                };
             }
             Err(e) => {
                 warn!(cause = %e, "accept failed");
@@ -70,12 +85,25 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut serving: Servin
     }
 }
 
-async fn serve_conn(
+/// Completes the TLS handshake (signing through the keyholder), then serves.
+async fn serve_tls(
+    tls: TlsAcceptor,
     stream: tokio::net::TcpStream,
     info: ConnInfo,
     state: Arc<State>,
-    mut serving: Serving,
+    serving: Serving,
 ) {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_conn(stream, info, state, serving).await,
+        Ok(Err(e)) => debug!(peer = %info.peer, cause = %e, "TLS handshake failed"),
+        Err(_) => debug!(peer = %info.peer, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_conn<S>(stream: S, info: ConnInfo, state: Arc<State>, mut serving: Serving)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req| proxy::handle(state.clone(), info, req));
     let conn = serving.builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);

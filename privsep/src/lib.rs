@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`inherit`]: listeners passed by systemd socket activation.
+//! - [`keyproto`]: the gateway ↔ keyholder signing protocol and its policy (no I/O).
 //! - [`logging`]: the log subscriber every binary installs.
 //! - [`msg`]: the typed control messages and their bounded codec (no I/O).
 //! - [`channel`]: a `SOCK_SEQPACKET` control socket that carries one message
@@ -18,6 +19,7 @@
 
 pub mod channel;
 pub mod inherit;
+pub mod keyproto;
 pub mod logging;
 pub mod msg;
 pub mod sandbox;

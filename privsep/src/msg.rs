@@ -10,11 +10,14 @@
 //! The broker decodes only [`ToBroker`] from children and treats every one of
 //! them as possibly compromised: the allow-list is this enum.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::keyproto::KeyKind;
 use crate::sandbox::Profile;
 use crate::secret::Secret;
 
@@ -62,8 +65,15 @@ fn check_len(len: usize) -> Result<(), CodecError> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum ToGateway {
-    /// First message: `listeners` inherited TCP listening sockets follow as fds.
-    Init { listeners: u8, limits: GatewayLimits, sandbox: Profile },
+    /// First message: `listeners` plain-HTTP then `tls_listeners` TLS
+    /// listening sockets follow as fds, in that order.
+    Init {
+        listeners: u8,
+        #[serde(default)]
+        tls_listeners: u8,
+        limits: GatewayLimits,
+        sandbox: Profile,
+    },
     /// An app and the hosts it answers to; replaces the app's earlier routes (no fd).
     Route(Route),
     /// Forget an app: its routes and channels (no fd).
@@ -77,19 +87,114 @@ pub enum ToGateway {
     Start,
     /// Stop accepting, finish in-flight requests within `deadline_ms`, exit.
     Shutdown { deadline_ms: u64 },
+    /// An app's certificate chain and HTTPS options; replaces the earlier ones (no fd).
+    Tls(Box<AppTls>),
+    /// The app no longer has a certificate (no fd).
+    NoTls { app: String },
+    /// A new signing channel to the keyholder (one fd); replaces the previous one.
+    Keyholder,
 }
 
 impl Message for ToGateway {
     fn fds(&self) -> usize {
         match self {
-            Self::Init { listeners, .. } => usize::from(*listeners),
-            Self::Channel { .. } => 1,
+            Self::Init { listeners, tls_listeners, .. } => {
+                usize::from(*listeners) + usize::from(*tls_listeners)
+            }
+            Self::Channel { .. } | Self::Keyholder => 1,
             Self::Route(_)
             | Self::RemoveApp { .. }
             | Self::Retire { .. }
             | Self::Start
-            | Self::Shutdown { .. } => 0,
+            | Self::Shutdown { .. }
+            | Self::Tls(_)
+            | Self::NoTls { .. } => 0,
         }
+    }
+}
+
+/// One app's certificate chain (public data) and HTTPS options, for the gateway.
+///
+/// The private key never travels here: the gateway signs through the
+/// keyholder, naming the key by the SHA-256 of the leaf's public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppTls {
+    pub app: String,
+    /// DER certificates, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// The kind of the leaf's key, which decides the schemes offered.
+    pub key: KeyKind,
+    /// Served when SNI matches no app (or is absent).
+    #[serde(default)]
+    pub default: bool,
+    /// Plain-HTTP requests for the app's hosts get a 308 to `https://`.
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// `Strict-Transport-Security` value added to the app's HTTPS responses.
+    #[serde(default)]
+    pub hsts: Option<String>,
+}
+
+/// Broker → keyholder. The keyholder's only peer that may configure it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum ToKeyholder {
+    /// First message: the sandbox, and how many [`ToKeyholder::Key`]s follow.
+    Init { keys: u16, sandbox: Profile },
+    /// One private key (one message each, to stay under [`MAX_MESSAGE`]).
+    Key(PrivateKey),
+    /// A gateway's signing channel (one fd); allowed only after every key.
+    Channel,
+}
+
+impl Message for ToKeyholder {
+    fn fds(&self) -> usize {
+        match self {
+            Self::Init { .. } | Self::Key(_) => 0,
+            Self::Channel => 1,
+        }
+    }
+}
+
+/// A private key as the broker read it from its PEM file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateKey {
+    pub format: KeyFormat,
+    pub der: KeyBytes,
+}
+
+/// The DER encodings the keyholder accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyFormat {
+    Pkcs8,
+    /// `EC PRIVATE KEY` (RFC 5915).
+    Sec1,
+    /// `RSA PRIVATE KEY`.
+    Pkcs1,
+}
+
+/// Private key bytes: printed as `***`, zeroed on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct KeyBytes(Vec<u8>);
+
+impl KeyBytes {
+    /// Wraps key bytes; the caller's copy should be the one moved in.
+    pub fn new(der: Vec<u8>) -> Self {
+        Self(der)
+    }
+
+    /// The key itself, for the keyholder to parse.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 
@@ -111,6 +216,15 @@ pub struct Route {
     /// for a channel ([`ToBroker::NeedChannel`]) and holds the request.
     #[serde(default)]
     pub on_demand: bool,
+    /// The path prefix the app is mounted under on every one of its hosts:
+    /// `/` (the whole host) or `/segment/…/`.
+    #[serde(default = "root_prefix")]
+    pub prefix: String,
+}
+
+/// The prefix of an app that owns its hosts' whole path space.
+pub fn root_prefix() -> String {
+    "/".to_owned()
 }
 
 /// Broker → worker.
@@ -165,6 +279,65 @@ pub struct AppSpec {
     /// On-demand apps: a worker with no request for this long reports [`ToBroker::Idle`].
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// The path prefix the app is mounted under (`/` or `/blog/`): stripped to find
+    /// files, kept in SCRIPT_NAME and REQUEST_URI.
+    #[serde(default = "root_prefix")]
+    pub prefix: String,
+    /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address block such as `10.0.0.0/8`; the address has no bits past the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// Parses `ip/len` (or a bare ip: one address); host bits must be zero.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (ip, len) = text.split_once('/').map_or((text, None), |(ip, len)| (ip, Some(len)));
+        let addr: IpAddr =
+            ip.parse().map_err(|_| format!("{text:?} is not an IP address block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match len {
+            None => max,
+            Some(len) => len.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
+                format!("{text:?}: the prefix length must be a number from 0 to {max}")
+            })?,
+        };
+        let cidr = Self { addr, prefix_len };
+        match cidr.network_bits(addr) == bits(addr) {
+            true => Ok(cidr),
+            false => Err(format!("{text:?} has bits set after the prefix length")),
+        }
+    }
+
+    /// Whether `ip` is inside the block (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.addr.is_ipv4() && self.network_bits(ip) == self.network_bits(self.addr)
+    }
+
+    fn network_bits(&self, ip: IpAddr) -> u128 {
+        let width: u32 = if ip.is_ipv4() { 32 } else { 128 };
+        let host = width - u32::from(self.prefix_len);
+        let mask = if host >= 128 { 0 } else { u128::MAX << host };
+        bits(ip) & mask
+    }
+}
+
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
 }
 
 /// Where an app's FastCGI server listens.
@@ -215,9 +388,50 @@ mod tests {
             app: "blog".into(),
             hosts: vec!["*.blog.localhost".into()],
             on_demand: false,
+            prefix: "/blog/".into(),
         });
         let bytes = encode(&msg).expect("small message encodes");
         assert_eq!(decode::<ToGateway>(&bytes).expect("decodes"), msg);
+    }
+
+    #[test]
+    fn cidr_blocks_parse_and_match() {
+        let ten = Cidr::parse("10.0.0.0/8").expect("valid");
+        assert!(ten.contains("10.1.2.3".parse().expect("ip")));
+        assert!(ten.contains("::ffff:10.9.9.9".parse().expect("ip")));
+        assert!(!ten.contains("11.0.0.1".parse().expect("ip")));
+        let one = Cidr::parse("127.0.0.1").expect("valid");
+        assert!(one.contains("127.0.0.1".parse().expect("ip")));
+        assert!(!one.contains("127.0.0.2".parse().expect("ip")));
+        assert!(Cidr::parse("0.0.0.0/0").expect("valid").contains("8.8.8.8".parse().expect("ip")));
+        assert!(Cidr::parse("fd00::/8").expect("valid").contains("fd12::1".parse().expect("ip")));
+        for bad in ["10.0.0.1/8", "10.0.0.0/33", "x/8", "10.0.0.0/", "::1/129"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn routes_without_a_prefix_still_decode() {
+        let old = br#"{"Route":{"app":"a","hosts":["a.localhost"]}}"#;
+        let Ok(ToGateway::Route(route)) = decode::<ToGateway>(old) else { panic!("decodes") };
+        assert_eq!(route.prefix, "/");
+    }
+
+    #[test]
+    fn private_keys_survive_the_codec_but_not_debug() {
+        let der = KeyBytes::new(b"private-key-bytes".to_vec());
+        let msg = ToKeyholder::Key(PrivateKey { format: KeyFormat::Pkcs8, der });
+        assert!(!format!("{msg:?}").contains("private-key-bytes"));
+        let back: ToKeyholder = decode(&encode(&msg).expect("encodes")).expect("decodes");
+        assert_eq!(back, msg);
+        assert_eq!(ToKeyholder::Channel.fds(), 1);
+        let init = ToGateway::Init {
+            listeners: 2,
+            tls_listeners: 1,
+            limits: GatewayLimits { max_header_bytes: 1 },
+            sandbox: Profile::default(),
+        };
+        assert_eq!(init.fds(), 3);
     }
 
     #[test]
@@ -246,6 +460,8 @@ mod tests {
                 max_body: 1,
                 timeout_ms: 1,
                 idle_timeout_ms: None,
+                prefix: root_prefix(),
+                trusted_proxies: vec![Cidr::parse("10.0.0.0/8").expect("valid block")],
             },
             secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],
             sandbox: Profile::default(),
@@ -254,5 +470,53 @@ mod tests {
         assert!(!format!("{msg:?}").contains("s3cret"));
         let back: ToWorker = decode(&encode(&msg).expect("encodes")).expect("decodes");
         assert_eq!(back, msg);
+    }
+
+    /// xorshift64: deterministic bytes without a dependency.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    fn decode_all(bytes: &[u8]) {
+        let _ = decode::<ToBroker>(bytes);
+        let _ = decode::<ToGateway>(bytes);
+        let _ = decode::<ToWorker>(bytes);
+    }
+
+    #[test]
+    fn random_and_mutated_bytes_never_panic_a_decoder() {
+        let valid: Vec<Vec<u8>> = [
+            encode(&ToBroker::NeedChannel { app: "blog".into() }),
+            encode(&ToBroker::Idle),
+            encode(&ToGateway::Retire { app: "blog".into(), below: u64::MAX }),
+            encode(&ToGateway::Shutdown { deadline_ms: 30_000 }),
+            encode(&ToWorker::Drain),
+        ]
+        .into_iter()
+        .map(|m| m.expect("small messages encode"))
+        .chain([
+            br#"{"Route":{"app":"blog","hosts":["*.blog.localhost"],"on_demand":true}}"#.to_vec()
+        ])
+        .collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..10_000 {
+            let len = (xorshift(&mut state) % 300) as usize;
+            let random: Vec<u8> = (0..len).map(|_| xorshift(&mut state) as u8).collect();
+            decode_all(&random);
+            let base = &valid[(xorshift(&mut state) % valid.len() as u64) as usize];
+            let cut = (xorshift(&mut state) as usize) % (base.len() + 1);
+            decode_all(&base[..cut]);
+            let mut mutated = base.clone();
+            for _ in 0..1 + xorshift(&mut state) % 4 {
+                let at = (xorshift(&mut state) as usize) % mutated.len();
+                mutated[at] = xorshift(&mut state) as u8;
+            }
+            decode_all(&mutated);
+        }
+        let deep = [b"[".repeat(10_000), b"{\"Route\":".repeat(5_000)];
+        deep.iter().for_each(|bytes| decode_all(bytes));
     }
 }

@@ -12,6 +12,8 @@ pub const BROKER: &str = "bulkhead";
 pub const GATEWAY: &str = "bulkhead-gateway";
 /// The per-app worker process.
 pub const WORKER: &str = "bulkhead-worker";
+/// The process that holds the TLS private keys.
+pub const KEYHOLDER: &str = "bulkhead-keyholder";
 
 /// The directory that holds the workspace's binaries.
 pub fn bin_dir() -> PathBuf {

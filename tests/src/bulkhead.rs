@@ -58,10 +58,34 @@ impl Bulkhead {
 
     /// Starts the broker without waiting for it (for configs it is expected to refuse).
     pub fn spawn(config_toml: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(&Launch::default(), config_toml, env)
+    }
+
+    /// Like [`Bulkhead::start_with_env`], started as `launch` says.
+    pub fn start_with(launch: &Launch, config_toml: &str, env: &[(&str, &str)]) -> Self {
+        let mut bulkhead = Self::spawn_with(launch, config_toml, env);
+        bulkhead.wait_ready();
+        bulkhead
+    }
+
+    /// Like [`Bulkhead::spawn`], started as `launch` says.
+    ///
+    /// Unless the config names one, `control_socket` is set to a path in the broker's own
+    /// temporary directory, so that parallel tests never share an admin socket.
+    pub fn spawn_with(launch: &Launch, config_toml: &str, env: &[(&str, &str)]) -> Self {
         let dir = crate::temp_dir();
-        let config = write_config(dir.path(), config_toml);
+        let config_toml = with_control_socket(dir.path(), config_toml);
+        let config = write_config(dir.path(), &config_toml);
         let log = File::create(dir.path().join("bulkhead.log")).expect("creating bulkhead.log");
-        let mut command = Command::new(binaries::broker());
+        let broker = launch.broker.clone().unwrap_or_else(binaries::broker);
+        let mut command = match &launch.wrapper {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(broker);
+                command
+            }
+            None => Command::new(broker),
+        };
         command
             .arg("run")
             .arg("--config")
@@ -80,7 +104,7 @@ impl Bulkhead {
         Self {
             child,
             dir,
-            addr: first_listen(config_toml),
+            addr: launch.addr.unwrap_or_else(|| first_listen(&config_toml)),
             seen: Mutex::new(Vec::new()),
             exited: None,
         }
@@ -189,6 +213,27 @@ fn is_ours(pid: Pid) -> bool {
 
 fn nix_pid(pid: Pid) -> NixPid {
     NixPid::from_raw(i32::try_from(pid).expect("pids fit in i32"))
+}
+
+/// How to start the broker when the defaults do not fit.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// The `bulkhead` binary (default: the workspace's); its children are found next to it.
+    pub broker: Option<PathBuf>,
+    /// A program (and its arguments) that execs the broker, e.g. `systemd-socket-activate`.
+    pub wrapper: Option<(PathBuf, Vec<String>)>,
+    /// Where the gateway answers, when not at the config's first `listen` address.
+    pub addr: Option<SocketAddr>,
+}
+
+/// `config_toml` with `control_socket` pointing into `dir`, unless it already names one.
+pub(crate) fn with_control_socket(dir: &Path, config_toml: &str) -> String {
+    let table: Option<toml::Table> = config_toml.parse().ok();
+    if table.is_none_or(|t| t.contains_key("control_socket")) {
+        return config_toml.to_owned();
+    }
+    let path = dir.join("control.sock");
+    format!("control_socket = {}\n{config_toml}", crate::config::quote(&path.to_string_lossy()))
 }
 
 fn write_config(dir: &Path, config_toml: &str) -> PathBuf {

@@ -128,8 +128,17 @@ impl AppSpec {
 
 /// A whole configuration: the plain-HTTP listeners, then the apps.
 pub fn config_toml(listen: &[SocketAddr], apps: &[AppSpec]) -> String {
+    config_toml_with(listen, &[], apps)
+}
+
+/// Like [`config_toml`], with raw top-level `key = value` lines (e.g. `shutdown_timeout`).
+pub fn config_toml_with(listen: &[SocketAddr], top: &[String], apps: &[AppSpec]) -> String {
     let addrs: Vec<String> = listen.iter().map(ToString::to_string).collect();
     let mut out = format!("listen = {}\n", quote_list(&addrs));
+    for line in top {
+        out.push_str(line);
+        out.push('\n');
+    }
     for app in apps {
         out.push('\n');
         out.push_str(&app.to_toml());

@@ -11,34 +11,43 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: `bulkhead status` (parsed), `bulkhead reload`, rewriting the config.
 //! - [`binaries`]: finds `bulkhead`, `bulkhead-gateway` and `bulkhead-worker` in the target dir.
 //! - [`bulkhead`]: starts the broker with a config, waits for it to answer HTTP, stops it and
 //!   every process it started; runs `bulkhead check`.
 //! - [`config`]: builds TOML configurations from typed app descriptions.
 //! - [`http`]: a blocking reqwest client over HTTP/1.1 or h2c that resolves test host names
 //!   to the gateway's loopback port.
+//! - [`load`]: bounded load loops that count statuses, refused connections and other errors.
 //! - [`net`]: free loopback ports, polling, a raw HTTP readiness probe.
 //! - [`php`]: writes small PHP applications (and the Rust twins of what they print).
 //! - [`php_fpm`]: one php-fpm master per app on a Unix socket, stopped on drop.
 //! - [`procfs`]: the process tree and what each process exposes in `/proc`.
+//! - [`rigged`]: a bin directory where chosen apps' worker is another program.
 //! - [`stack`]: one call that assembles all of the above for the common case.
+//! - [`tls`]: certificates made with `openssl`, HTTPS worlds, a rustls client, memory scans.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod binaries;
 pub mod bulkhead;
 pub mod config;
 pub mod http;
+pub mod load;
 pub mod net;
 pub mod php;
 pub mod php_fpm;
 pub mod procfs;
+pub mod rigged;
 pub mod stack;
+pub mod tls;
 
-pub use bulkhead::{Bulkhead, CheckOutcome};
-pub use config::{AppSpec, SecretSource, config_toml};
+pub use bulkhead::{Bulkhead, CheckOutcome, Launch};
+pub use config::{AppSpec, SecretSource, config_toml, config_toml_with};
+pub use load::{Load, LoadReport, LoadSpec};
 pub use http::{Client, Proto, Reply, sha256_hex};
 pub use php_fpm::{PhpFpm, Pool};
-pub use stack::{AppPlan, Stack};
+pub use stack::{AppPlan, Stack, StackOptions};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -97,6 +97,23 @@ pub fn exe_name(pid: Pid) -> Option<String> {
     Some(exe(pid)?.file_name()?.to_string_lossy().into_owned())
 }
 
+/// Read plus write syscalls so far (`syscr + syscw` of `/proc/PID/io`); 0 if unreadable.
+pub fn syscalls(pid: Pid) -> u64 {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/io")) else {
+        return 0;
+    };
+    text.lines()
+        .filter_map(|line| line.split_once(": "))
+        .filter(|(key, _)| *key == "syscr" || *key == "syscw")
+        .filter_map(|(_, value)| value.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits up to `timeout` for `pid` to exit; whether it did.
+pub fn poll_gone(pid: Pid, timeout: std::time::Duration) -> bool {
+    crate::net::poll_until(timeout, || (!is_alive(pid)).then_some(())).is_some()
+}
+
 /// Whether `needle` occurs anywhere in `haystack`.
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)

@@ -5,8 +5,8 @@
 //! Tests that need something unusual (a config the broker must refuse, a backend that never
 //! existed) use the pieces in the other modules directly or the knobs on [`AppPlan`].
 
-use crate::bulkhead::Bulkhead;
-use crate::config::{AppSpec, config_toml};
+use crate::bulkhead::{Bulkhead, Launch};
+use crate::config::{AppSpec, config_toml_with};
 use crate::http::{Client, Proto};
 use crate::net::{free_port, loopback};
 use crate::php::write_file;
@@ -24,6 +24,11 @@ pub struct AppPlan {
     secrets: Vec<PlannedSecret>,
     max_body: Option<String>,
     with_backend: bool,
+    extra_lines: Vec<String>,
+    /// Mounted under this path prefix (`/blog/`) on each of its hosts.
+    prefix: Option<String>,
+    /// A document root outside the test directory (an installed application).
+    root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +47,27 @@ impl AppPlan {
             secrets: Vec::new(),
             max_body: None,
             with_backend: true,
+            extra_lines: Vec::new(),
+            prefix: None,
+            root: None,
         }
+    }
+
+    /// `front_controller = PATH`: what serves paths that match no file.
+    pub fn front_controller(self, path: &str) -> Self {
+        self.line(&format!("front_controller = {}", crate::config::quote(path)))
+    }
+
+    /// Mounts the app under `prefix` (`/blog/`) on each of its hosts.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// Serves an existing directory (an installed application) instead of a fresh one.
+    pub fn root(mut self, root: &Path) -> Self {
+        self.root = Some(root.to_path_buf());
+        self
     }
 
     /// Another host name (exact or `*.` wildcard).
@@ -77,6 +102,12 @@ impl AppPlan {
         self
     }
 
+    /// A raw `key = value` line in the app's `[[app]]` table, e.g. `workers = 3`.
+    pub fn line(mut self, line: &str) -> Self {
+        self.extra_lines.push(line.to_owned());
+        self
+    }
+
     /// Configure the app's FastCGI socket but start no php-fpm for it.
     pub fn without_backend(mut self) -> Self {
         self.with_backend = false;
@@ -84,7 +115,7 @@ impl AppPlan {
     }
 
     fn materialize(&self, dir: &Path) -> AppSpec {
-        let root = dir.join("apps").join(&self.name);
+        let root = self.root.clone().unwrap_or_else(|| dir.join("apps").join(&self.name));
         std::fs::create_dir_all(&root).expect("creating a document root");
         for (relative, contents) in &self.files {
             write_file(&root, relative, contents);
@@ -92,7 +123,11 @@ impl AppPlan {
         let fastcgi = format!("unix:{}", socket_path(dir, &self.name).display());
         let mut spec = AppSpec::new(&self.name, &root, &fastcgi);
         spec.hosts.extend(self.extra_hosts.iter().cloned());
+        if let Some(prefix) = &self.prefix {
+            spec.hosts.iter_mut().for_each(|host| host.push_str(prefix));
+        }
         spec.max_body.clone_from(&self.max_body);
+        spec.extra_lines.clone_from(&self.extra_lines);
         for secret in &self.secrets {
             spec = add_secret(spec, dir, secret);
         }
@@ -134,11 +169,34 @@ pub struct Stack {
     /// The apps as configured.
     pub apps: Vec<AppSpec>,
     dir: TempDir,
+    listen: SocketAddr,
+    top: Vec<String>,
+}
+
+/// Knobs for [`Stack::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// Raw top-level config lines, e.g. `shutdown_timeout = "10s"`.
+    pub top: Vec<String>,
+    /// Apps that get a document root and a php-fpm but are left out of the first config
+    /// (for a reload to add them).
+    pub not_configured: Vec<String>,
+    /// How to start the broker.
+    pub launch: Launch,
+    /// Extra environment for the broker.
+    pub env: Vec<(String, String)>,
+    /// The `listen` address (default: a free loopback port).
+    pub listen: Option<SocketAddr>,
 }
 
 impl Stack {
     /// Writes every app, starts their php-fpm masters, then Bulkhead on a free port.
     pub fn start(plans: &[AppPlan]) -> Self {
+        Self::start_with(plans, &StackOptions::default())
+    }
+
+    /// Like [`Stack::start`], with the knobs of [`StackOptions`].
+    pub fn start_with(plans: &[AppPlan], options: &StackOptions) -> Self {
         let dir = crate::temp_dir();
         let apps: Vec<AppSpec> = plans.iter().map(|p| p.materialize(dir.path())).collect();
         let pools: Vec<Pool> = plans
@@ -147,10 +205,22 @@ impl Stack {
             .map(|plan| Pool::new(&plan.name))
             .collect();
         let fpm = PhpFpm::start(dir.path(), &pools);
-        let config = config_toml(&[loopback(free_port())], &apps);
-        let env: Vec<(&str, &str)> = plans.iter().flat_map(AppPlan::env).collect();
-        let bulkhead = Bulkhead::start_with_env(&config, &env);
-        Self { bulkhead, fpm, apps, dir }
+        let listen = options.listen.unwrap_or_else(|| loopback(free_port()));
+        let configured: Vec<AppSpec> = apps
+            .iter()
+            .filter(|app| !options.not_configured.contains(&app.name))
+            .cloned()
+            .collect();
+        let config = config_toml_with(&[listen], &options.top, &configured);
+        let mut env: Vec<(&str, &str)> = plans.iter().flat_map(AppPlan::env).collect();
+        env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let bulkhead = Bulkhead::start_with(&options.launch, &config, &env);
+        Self { bulkhead, fpm, apps, dir, listen, top: options.top.clone() }
+    }
+
+    /// A config with this stack's listener and top-level lines and exactly `apps`.
+    pub fn config_for(&self, apps: &[AppSpec]) -> String {
+        config_toml_with(&[self.listen], &self.top, apps)
     }
 
     /// The gateway's address.
@@ -181,7 +251,7 @@ impl Stack {
         let mut hosts: Vec<&str> = self
             .apps
             .iter()
-            .flat_map(|app| app.hosts.iter().map(String::as_str))
+            .flat_map(|app| app.hosts.iter().map(|host| host.split('/').next().unwrap_or(host)))
             .filter(|host| !host.starts_with("*."))
             .collect();
         hosts.extend_from_slice(extra);

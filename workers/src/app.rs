@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use privsep::msg::{Backend, WorkerInit};
+use privsep::msg::{Backend, Cidr, WorkerInit};
 use privsep::secret::Secret;
 
 use crate::path::Root;
@@ -32,6 +32,7 @@ pub struct App {
     timeout: Duration,
     idle_timeout: Option<Duration>,
     secrets: Vec<(String, Secret)>,
+    trusted_proxies: Vec<Cidr>,
     activity: Activity,
 }
 
@@ -42,7 +43,7 @@ impl App {
         let dir = std::fs::canonicalize(&spec.root)
             .map_err(|source| AppError::Root { root: spec.root.clone(), source })?;
         Ok(Self {
-            root: Root::new(dir, spec.index, spec.front_controller),
+            root: Root::new(dir, spec.index, spec.front_controller).with_prefix(&spec.prefix),
             name: spec.name,
             server_name: spec.server_name,
             backend: spec.fastcgi,
@@ -50,6 +51,7 @@ impl App {
             timeout: Duration::from_millis(spec.timeout_ms),
             idle_timeout: spec.idle_timeout_ms.map(Duration::from_millis),
             secrets: init.secrets,
+            trusted_proxies: spec.trusted_proxies,
             activity: Activity::default(),
         })
     }
@@ -84,6 +86,11 @@ impl App {
     /// `(param name, value)` pairs added to every request of this app.
     pub fn secrets(&self) -> &[(String, Secret)] {
         &self.secrets
+    }
+
+    /// Peers whose X-Forwarded-For/-Proto headers are believed.
+    pub fn trusted_proxies(&self) -> &[Cidr] {
+        &self.trusted_proxies
     }
 
     /// On-demand apps: how long without requests before the worker reports itself idle.

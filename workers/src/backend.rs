@@ -9,7 +9,6 @@
 //! malformed or timed-out exchange as a complete response.
 
 use std::borrow::Cow;
-use std::io::Cursor;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +28,7 @@ use crate::body::{self, Body, Chunk};
 use crate::cgi::{CgiError, Head, HeadBuffer};
 use crate::params::ParamMap;
 use crate::record::{EndSeen, RecordGuard};
+use crate::request_body::Buffered;
 
 /// The most stderr bytes logged per request.
 const STDERR_LOG_BYTES: usize = 4096;
@@ -59,7 +59,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub async fn forward(
     app: &App,
     params: ParamMap,
-    body: Bytes,
+    body: Buffered,
 ) -> Result<Response<Body>, BackendError> {
     let io = connect(app.backend(), app.timeout()).await?;
     let (head_tx, head_rx) = oneshot::channel();
@@ -94,10 +94,18 @@ fn task_failure(joined: Result<(), tokio::task::JoinError>) -> BackendError {
     }
 }
 
+/// Carried in a response's extensions: the script asked, with `X-Accel-Redirect`,
+/// for this path under the document root to be served instead of its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccelRedirect(pub String);
+
 fn response(head: Head, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
+    if let Some(path) = head.accel_redirect {
+        response.extensions_mut().insert(AccelRedirect(path));
+    }
     response
 }
 
@@ -128,7 +136,7 @@ struct Exchange {
 }
 
 impl Exchange {
-    async fn run(self, io: Box<dyn Io>, params: ParamMap, body: Bytes) {
+    async fn run(self, io: Box<dyn Io>, params: ParamMap, body: Buffered) {
         let mut stderr = StderrLog::new(&self.app);
         let started = async {
             let (mut stream, end) = open(io, params, body, self.wait).await?;
@@ -161,11 +169,11 @@ impl Exchange {
 async fn open(
     io: Box<dyn Io>,
     params: ParamMap,
-    body: Bytes,
+    body: Buffered,
     wait: Duration,
 ) -> Result<(impl Stream<Item = Item> + Unpin + Send, EndSeen), BackendError> {
     let (guard, end) = RecordGuard::new(io);
-    let request = Request::new_tokio(to_params(params), Cursor::new(body));
+    let request = Request::new_tokio(to_params(params), body.into_reader());
     let exchange = Client::new_tokio(guard).execute_once_stream(request);
     let stream = timeout(wait, exchange).await.map_err(|_| BackendError::Timeout)??;
     Ok((stream, end))

@@ -3,7 +3,7 @@
 //! Stdout is accumulated until the blank line (`\r\n\r\n` or `\n\n`), capped at
 //! [`MAX_HEAD_BYTES`]. The status comes from `Status:`, else `Location` means 302,
 //! else 200 (nginx's rules). `Status`, `X-Accel-*` and hop-by-hop headers are never
-//! passed to the client; repeated headers such as `Set-Cookie` are all kept. This
+//! passed to the client (`X-Accel-Redirect` is kept aside for the worker to act on); repeated headers such as `Set-Cookie` are all kept. This
 //! module must never panic or allocate without bound on backend output.
 
 use bytes::{Bytes, BytesMut};
@@ -43,6 +43,8 @@ pub enum CgiError {
 pub struct Head {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// `X-Accel-Redirect`: a file under the root to serve instead of the script's body.
+    pub accel_redirect: Option<String>,
 }
 
 /// Accumulates stdout until the header block is complete.
@@ -88,6 +90,7 @@ fn blank_line_after(buf: &[u8], from: usize) -> bool {
 
 fn head(parsed: &[httparse::Header<'_>]) -> Result<Head, CgiError> {
     let mut status = None;
+    let mut accel_redirect = None;
     let mut headers = HeaderMap::new();
     for h in parsed {
         let bad = || CgiError::BadHeader(String::from_utf8_lossy(h.name.as_bytes()).into_owned());
@@ -95,6 +98,8 @@ fn head(parsed: &[httparse::Header<'_>]) -> Result<Head, CgiError> {
         let value = HeaderValue::from_bytes(h.value).map_err(|_| bad())?;
         if name == "status" {
             status = status.or(Some(parse_status(&value)?));
+        } else if name == "x-accel-redirect" {
+            accel_redirect = Some(value.to_str().map_err(|_| bad())?.to_owned());
         } else if passes(&name) {
             headers.append(name, value);
         }
@@ -103,7 +108,7 @@ fn head(parsed: &[httparse::Header<'_>]) -> Result<Head, CgiError> {
         true => StatusCode::FOUND,
         false => StatusCode::OK,
     });
-    Ok(Head { status, headers })
+    Ok(Head { status, headers, accel_redirect })
 }
 
 fn passes(name: &HeaderName) -> bool {

@@ -33,6 +33,7 @@ Transfer-Encoding: chunked\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n";
     assert_eq!(names, ["set-cookie"]);
     let cookies: Vec<_> = head.headers.get_all("set-cookie").iter().collect();
     assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(head.accel_redirect.as_deref(), Some("/secret"), "kept aside for the worker");
 }
 
 #[test]

@@ -15,6 +15,9 @@ use crate::request_body::RequestBodyError;
 use crate::static_file::StaticError;
 
 const BACKEND_UNAVAILABLE: &str = "502 Bad Gateway: the application's backend is unavailable\n";
+/// What php-fpm itself answers for a missing script; a missing `.php` path gets the
+/// same answer without reaching php-fpm.
+const NO_SCRIPT: &str = "File not found.\n";
 
 /// Why a request got an error response instead of a result.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +39,9 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         use StatusCode as S;
         match self {
-            Self::Path(PathError::NotFound(_) | PathError::Escapes(_)) => S::NOT_FOUND,
+            Self::Path(PathError::NotFound(_) | PathError::Escapes(_) | PathError::NoScript(_)) => {
+                S::NOT_FOUND
+            }
             Self::Path(_) => S::BAD_REQUEST,
             Self::Params(ParamsError::NonUtf8Header(_)) => S::BAD_REQUEST,
             Self::Params(ParamsError::TooLarge { .. }) => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -45,6 +50,10 @@ impl RequestError {
             }
             Self::Body(RequestBodyError::TooLarge { .. }) => S::PAYLOAD_TOO_LARGE,
             Self::Body(RequestBodyError::Read(_)) => S::BAD_REQUEST,
+            Self::Body(RequestBodyError::Spill(err)) => match err.kind() {
+                std::io::ErrorKind::StorageFull => S::INSUFFICIENT_STORAGE,
+                _ => S::INTERNAL_SERVER_ERROR,
+            },
             Self::Backend(BackendError::Timeout) => S::GATEWAY_TIMEOUT,
             Self::Backend(_) => S::BAD_GATEWAY,
             Self::Static(StaticError::Method(_)) => S::METHOD_NOT_ALLOWED,
@@ -62,6 +71,7 @@ impl RequestError {
         let status = self.status();
         let text = match self {
             Self::Backend(BackendError::Unavailable { .. }) => BACKEND_UNAVAILABLE.to_owned(),
+            Self::Path(PathError::NoScript(_)) => NO_SCRIPT.to_owned(),
             _ => status_line(status),
         };
         let mut response = Response::new(body::full(text));

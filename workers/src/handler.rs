@@ -1,27 +1,35 @@
 //! Handles one request from the gateway: map its path, then serve a file or run a script.
 //!
 //! The order is fixed: trusted metadata, path mapping, body buffering (up to the app's
-//! limit), params (with the size check), and only then the backend. Every failure becomes
-//! an error response here, with one log line. This module must never reach the backend
-//! with a request that failed a check, and never answer with a panic.
+//! limit), params (with the size check), and only then the backend. A script's
+//! `X-Accel-Redirect` is served here as a static file under the root (mapped like any
+//! request path: never a script, a hidden file or outside the root). Every failure
+//! becomes an error response here, with one log line. This module must never reach the
+//! backend with a request that failed a check, and never answer with a panic.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::CONTENT_LENGTH;
+use http::header::{
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, EXPIRES, HeaderName, LOCATION, SET_COOKIE,
+};
 use http::request::Parts;
-use http::{Request, Response};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as HttpBody;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::app::App;
-use crate::backend;
-use crate::body::Body;
+use crate::backend::{self, AccelRedirect};
+use crate::body::{self, Body};
 use crate::error::RequestError;
 use crate::params::{self, GatewayMeta, RequestInfo};
 use crate::path::{Script, Target};
 use crate::request_body;
-use crate::static_file;
+use crate::static_file::{self, StaticRequest};
+
+/// Headers of a script's response that still apply when `X-Accel-Redirect` replaces
+/// its body with a file (nginx keeps these from the upstream response too).
+const KEPT_ON_ACCEL: [HeaderName; 4] = [SET_COOKIE, CONTENT_DISPOSITION, CACHE_CONTROL, EXPIRES];
 
 /// Answers one request; never fails (errors become responses).
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>, Infallible>
@@ -57,9 +65,53 @@ where
     let (parts, body) = req.into_parts();
     let meta = GatewayMeta::from_headers(&parts.headers)?;
     match app.root().resolve(parts.uri.path())? {
-        Target::Static(file) => Ok(static_file::serve(&file, &parts.method).await?),
-        Target::Script(script) => run_script(app, &parts, &meta, &script, body).await,
+        Target::Static(file) => Ok(static_file::serve(&file, static_request(app, &parts)).await?),
+        Target::Script(script) => {
+            let response = run_script(app, &parts, &meta, &script, body).await?;
+            accel_redirect(app, &parts, response).await
+        }
+        Target::Redirect(path) => Ok(redirect(&path, parts.uri.query())),
     }
+}
+
+fn static_request<'a>(app: &'a App, parts: &'a Parts) -> StaticRequest<'a> {
+    StaticRequest { method: &parts.method, headers: &parts.headers, root: app.root().dir() }
+}
+
+/// 301 to a directory's slash-terminated path, with the query kept.
+fn redirect(path: &str, query: Option<&str>) -> Response<Body> {
+    let location = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(value) = HeaderValue::try_from(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+/// Serves the file a script named in `X-Accel-Redirect`, or passes its response on.
+async fn accel_redirect(
+    app: &App,
+    parts: &Parts,
+    response: Response<Body>,
+) -> Result<Response<Body>, RequestError> {
+    let Some(AccelRedirect(path)) = response.extensions().get::<AccelRedirect>().cloned() else {
+        return Ok(response);
+    };
+    let (script, _dropped_body) = response.into_parts();
+    let file = app.root().internal(&path)?;
+    let method = if parts.method == Method::HEAD { Method::HEAD } else { Method::GET };
+    let request = StaticRequest { method: &method, ..static_request(app, parts) };
+    let mut served = static_file::serve(&file, request).await?;
+    for name in KEPT_ON_ACCEL {
+        for value in script.headers.get_all(&name) {
+            served.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    Ok(served)
 }
 
 async fn run_script<B>(
@@ -73,7 +125,8 @@ where
     B: HttpBody<Data = bytes::Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let body = request_body::buffer(body, declared_length(parts), app.max_body()).await?;
+    let tmp = std::env::temp_dir();
+    let body = request_body::buffer(body, declared_length(parts), app.max_body(), &tmp).await?;
     let info = RequestInfo { parts, meta, script, body_len: body.len() };
     let params = params::build(app, &info)?;
     params::check_size(&params)?;

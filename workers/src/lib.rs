@@ -13,11 +13,14 @@
 //! - [`handler`]: one request, from mapping to response; errors become responses.
 //! - [`path`]: request path → script (with PATH_INFO) or static file.
 //! - [`params`]: nginx-style FastCGI params and their encoded-size limit.
-//! - [`request_body`]: buffers a request body up to the app's limit.
+//! - [`forwarded`]: the client behind a trusted proxy (X-Forwarded-For/-Proto).
+//! - [`request_body`]: buffers a request body up to the app's limit (memory, then a temp file).
 //! - [`backend`]: one FastCGI exchange per task, with deadlines and a streamed body.
 //! - [`record`]: validates the backend's FastCGI records before the client crate parses them.
 //! - [`cgi`]: parses the CGI response header block.
-//! - [`static_file`]: serves files that are not scripts.
+//! - [`static_file`]: serves files that are not scripts: precompressed siblings, 304, ranges.
+//! - [`conditional`]: ETag/Last-Modified, If-None-Match/If-Modified-Since, Range/If-Range.
+//! - [`mime`]: content types by extension.
 //! - [`body`]: response body types; a stream that ends cleanly only on purpose.
 //! - [`error`]: every request error and its HTTP status, in one place.
 #![forbid(unsafe_code)]
@@ -26,8 +29,11 @@ pub mod app;
 pub mod backend;
 pub mod body;
 pub mod cgi;
+pub mod conditional;
 pub mod error;
+pub mod forwarded;
 pub mod handler;
+pub mod mime;
 pub mod params;
 pub mod path;
 pub mod process;

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, request::Parts};
 use privsep::wire;
 
 use crate::app::App;
+use crate::forwarded;
 use crate::path::Script;
 
 /// The most encoded param bytes php-fpm accepts: one PARAMS record of 65,535
@@ -85,12 +86,13 @@ pub struct RequestInfo<'a> {
     pub meta: &'a GatewayMeta,
     pub script: &'a Script,
     /// The exact length of the buffered body.
-    pub body_len: usize,
+    pub body_len: u64,
 }
 
 /// All params of a request: client headers, then CGI variables, then the app's secrets.
 pub fn build(app: &App, req: &RequestInfo<'_>) -> Result<ParamMap, ParamsError> {
     let mut params = header_params(&req.parts.headers)?;
+    forwarded::drop_untrusted(app.trusted_proxies(), req.meta, &mut params);
     if let Some(host) = host(req.parts) {
         params.insert("HTTP_HOST".into(), host.to_owned());
     }
@@ -125,24 +127,26 @@ fn cgi_params(app: &App, req: &RequestInfo<'_>, out: &mut ParamMap) -> Result<()
     let content_type = req.parts.headers.get(CONTENT_TYPE).map(|v| utf8(CONTENT_TYPE.as_str(), v));
     set("CONTENT_TYPE", content_type.transpose()?.unwrap_or("").to_owned());
     set("CONTENT_LENGTH", req.body_len.to_string());
-    connection_params(app, req.meta, &mut set);
+    let client = forwarded::client(app.trusted_proxies(), req.meta, &req.parts.headers);
+    connection_params(app, req.meta, &client, &mut set);
     Ok(())
 }
 
 fn connection_params(
     app: &App,
     meta: &GatewayMeta,
+    client: &forwarded::ClientView,
     set: &mut impl FnMut(&str, String) -> Option<String>,
 ) {
     set("SERVER_PROTOCOL", meta.proto.to_owned());
-    set("REQUEST_SCHEME", if meta.https { "https" } else { "http" }.to_owned());
-    if meta.https {
+    set("REQUEST_SCHEME", if client.https { "https" } else { "http" }.to_owned());
+    if client.https {
         set("HTTPS", "on".to_owned());
     }
     set("GATEWAY_INTERFACE", "CGI/1.1".to_owned());
     set("SERVER_SOFTWARE", SERVER_SOFTWARE.to_owned());
-    set("REMOTE_ADDR", meta.peer.ip().to_string());
-    set("REMOTE_PORT", meta.peer.port().to_string());
+    set("REMOTE_ADDR", client.addr.to_string());
+    set("REMOTE_PORT", client.port.map(|p| p.to_string()).unwrap_or_default());
     set("SERVER_ADDR", meta.local.ip().to_string());
     set("SERVER_PORT", meta.local.port().to_string());
     set("SERVER_NAME", app.server_name().to_owned());

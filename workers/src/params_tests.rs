@@ -17,6 +17,8 @@ fn app(dir: &TempDir) -> App {
             max_body: 1024,
             timeout_ms: 1000,
             idle_timeout_ms: None,
+            prefix: "/".into(),
+            trusted_proxies: Vec::new(),
         },
         sandbox: Profile::default(),
         secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],

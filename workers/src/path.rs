@@ -4,8 +4,12 @@
 //! (`.`/`..` resolved, slashes merged) and split at its first `.php` segment into
 //! SCRIPT_NAME and PATH_INFO, the way nginx's `fastcgi_split_path_info` is usually
 //! configured, but deterministically. Files are looked up under the app's canonical
-//! document root. This module must never return a file outside that root, never hand
-//! a PHP file to static serving, and never let a control byte through.
+//! document root, after the app's mount prefix (`/blog/`) is stripped; SCRIPT_NAME and
+//! DOCUMENT_URI keep the prefix, like nginx's `alias` with `$fastcgi_script_name`.
+//! A directory requested without its slash is redirected when it has an index file; a
+//! directory without one is a 404 (never a listing). This module must never return a
+//! file outside that root, never hand a PHP file to static serving, and never let a
+//! control byte through.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +35,10 @@ pub enum PathError {
     AboveRoot,
     #[error("nothing serves {0}")]
     NotFound(String),
+    /// A `.php` path without that file: never forwarded, so php-fpm's
+    /// `cgi.fix_pathinfo` cannot walk up to another file and run it.
+    #[error("no script {0}")]
+    NoScript(String),
     #[error("{0} resolves outside the document root")]
     Escapes(String),
 }
@@ -42,13 +50,30 @@ pub enum Target {
     Script(Script),
     /// An existing regular file under the root, never a script.
     Static(PathBuf),
+    /// A permanent redirect to this path (percent-encoded, prefix included): a
+    /// directory requested without its trailing slash.
+    Redirect(String),
+}
+
+impl Target {
+    /// The target with the app's mount point (`/blog`, or empty) before its URL paths.
+    fn rebased(self, base: &str) -> Self {
+        match self {
+            Self::Script(s) => Self::Script(Script {
+                name: format!("{base}{}", s.name),
+                document_uri: format!("{base}{}", s.document_uri),
+                ..s
+            }),
+            Self::Redirect(to) => Self::Redirect(format!("{base}{to}")),
+            other => other,
+        }
+    }
 }
 
 /// A script and the CGI path variables that describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
-    /// The file php-fpm runs: canonical when it exists, root + SCRIPT_NAME when it
-    /// does not (php-fpm then answers its own 404).
+    /// The file php-fpm runs: canonical, and known to exist when it was mapped.
     pub filename: PathBuf,
     /// SCRIPT_NAME: the decoded, normalised path up to and including the script.
     pub name: String,
@@ -65,12 +90,26 @@ pub struct Root {
     dir: PathBuf,
     index: Vec<String>,
     front_controller: Option<String>,
+    /// Where the app is mounted: `/`, or `/blog/`.
+    prefix: String,
 }
 
 impl Root {
     /// `dir` must already be canonical (see [`std::fs::canonicalize`]).
     pub fn new(dir: PathBuf, index: Vec<String>, front_controller: Option<String>) -> Self {
-        Self { dir, index, front_controller }
+        Self { dir, index, front_controller, prefix: "/".to_owned() }
+    }
+
+    /// The same root, mounted under `prefix` (`/` or `/segment/…/`).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        let valid = prefix.starts_with('/') && prefix.ends_with('/');
+        self.prefix = if valid { prefix.to_owned() } else { "/".to_owned() };
+        self
+    }
+
+    /// The prefix without its final slash: empty for an app mounted at `/`.
+    fn base(&self) -> &str {
+        &self.prefix[..self.prefix.len() - 1]
     }
 
     /// The canonical document root.
@@ -80,11 +119,36 @@ impl Root {
 
     /// Maps the raw (still percent-encoded) path of a request.
     pub fn resolve(&self, raw_path: &str) -> Result<Target, PathError> {
-        let uri = normalize(&decode(raw_path)?)?;
+        let full = normalize(&decode(raw_path)?)?;
+        if full == self.base() && !full.is_empty() {
+            return Ok(Target::Redirect(encode_path(&self.prefix)));
+        }
+        let uri = match full.strip_prefix(self.base()) {
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => return Err(PathError::NotFound(full)),
+        };
+        if is_hidden(uri) {
+            return Err(PathError::NotFound(full));
+        }
+        self.resolve_uri(uri, true).map(|target| target.rebased(self.base()))
+    }
+
+    /// The static file an `X-Accel-Redirect` from the app names: a path under the
+    /// document root (not under the mount prefix), query ignored. Never a script, a
+    /// hidden file or a directory.
+    pub fn internal(&self, raw: &str) -> Result<PathBuf, PathError> {
+        let path = raw.split('?').next().unwrap_or_default();
+        let uri = normalize(&decode(path)?)?;
         if is_hidden(&uri) {
             return Err(PathError::NotFound(uri));
         }
-        self.resolve_uri(&uri, true)
+        match self.lookup(&uri)? {
+            Some(file) => match static_target(file, &uri)? {
+                Target::Static(file) => Ok(file),
+                _ => Err(PathError::NotFound(uri)),
+            },
+            None => Err(PathError::NotFound(uri)),
+        }
     }
 
     fn resolve_uri(&self, uri: &str, fallback: bool) -> Result<Target, PathError> {
@@ -92,7 +156,7 @@ impl Root {
             return match self.lookup(name)? {
                 Some(file) => Ok(script(file, name, info, uri)),
                 None if fallback && self.front_controller.is_some() => self.front(uri),
-                None => Ok(script(self.join(name), name, info, uri)),
+                None => Err(PathError::NoScript(name.to_owned())),
             };
         }
         if uri.ends_with('/') {
@@ -101,6 +165,8 @@ impl Root {
             }
         } else if let Some(file) = self.lookup(uri)? {
             return static_target(file, uri);
+        } else if fallback && self.is_indexed_dir(uri)? {
+            return Ok(Target::Redirect(encode_path(&format!("{uri}/"))));
         }
         match fallback {
             true => self.front(uri),
@@ -123,6 +189,16 @@ impl Root {
             Some(front) => self.resolve_uri(front, false),
             None => Err(PathError::NotFound(uri.to_owned())),
         }
+    }
+
+    /// Whether `uri` is a directory under the root with one of the index files.
+    fn is_indexed_dir(&self, uri: &str) -> Result<bool, PathError> {
+        for name in &self.index {
+            if self.lookup(&format!("{uri}/{name}"))?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The canonical regular file at `uri`, `None` if there is none, an error if
@@ -185,6 +261,20 @@ pub fn decode(raw: &str) -> Result<String, PathError> {
         return Err(PathError::ControlByte);
     }
     String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+}
+
+/// Percent-encodes a decoded path for a `Location` header; `/` and the characters
+/// RFC 3986 allows in a path segment stay as they are.
+pub fn encode_path(path: &str) -> String {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b);
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match keep(b) {
+            true => out.push(char::from(b)),
+            false => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -9,7 +9,7 @@ fn root(dir: &TempDir, front: Option<&str>) -> Root {
 fn expect_script(target: Target) -> Script {
     match target {
         Target::Script(s) => s,
-        Target::Static(p) => panic!("expected a script, got static {}", p.display()),
+        other => panic!("expected a script, got {other:?}"),
     }
 }
 
@@ -62,11 +62,12 @@ fn maps_an_existing_script_with_path_info() {
 }
 
 #[test]
-fn forwards_a_missing_script_without_front_controller() {
+fn never_forwards_a_missing_script() {
     let dir = TempDir::new();
-    let s = expect_script(root(&dir, None).resolve("/missing.php").expect("maps"));
-    assert_eq!(s.filename, dir.path().join("missing.php"));
-    assert_eq!(s.name, "/missing.php");
+    dir.file("uploads/x.jpg", "<?php echo 'EXECUTED';");
+    let r = root(&dir, None);
+    assert!(matches!(r.resolve("/missing.php"), Err(PathError::NoScript(_))));
+    assert!(matches!(r.resolve("/uploads/x.jpg/a.php"), Err(PathError::NoScript(_))));
 }
 
 #[test]
@@ -113,4 +114,51 @@ fn refuses_symlinks_out_of_the_root() {
     let dir = TempDir::new();
     std::os::unix::fs::symlink(&secret, dir.path().join("link.php")).expect("symlink");
     assert!(matches!(root(&dir, None).resolve("/link.php"), Err(PathError::Escapes(_))));
+}
+
+#[test]
+fn redirects_a_directory_with_an_index_to_its_slash() {
+    let dir = TempDir::new();
+    dir.file("docs/index.html", "hi");
+    dir.file("empty/readme.txt", "x");
+    let r = root(&dir, None);
+    assert_eq!(r.resolve("/docs").expect("maps"), Target::Redirect("/docs/".into()));
+    assert!(matches!(r.resolve("/docs/").expect("maps"), Target::Static(_)));
+    assert!(matches!(r.resolve("/empty"), Err(PathError::NotFound(_))), "no listing");
+    assert!(matches!(r.resolve("/empty/"), Err(PathError::NotFound(_))), "no listing");
+}
+
+#[test]
+fn a_prefixed_app_strips_its_prefix_and_keeps_it_in_script_name() {
+    let dir = TempDir::new();
+    let file = dir.file("index.php", "<?php");
+    dir.file("docs/index.html", "hi");
+    let r = root(&dir, Some("/index.php")).with_prefix("/blog/");
+    let s = expect_script(r.resolve("/blog/users/42").expect("maps"));
+    assert_eq!((s.filename, s.name.as_str(), s.path_info.as_str()), (file, "/blog/index.php", ""));
+    assert_eq!(s.document_uri, "/blog/index.php");
+    assert_eq!(r.resolve("/blog").expect("maps"), Target::Redirect("/blog/".into()));
+    assert_eq!(r.resolve("/blog/docs").expect("maps"), Target::Redirect("/blog/docs/".into()));
+    assert!(matches!(r.resolve("/blog/../index.php"), Err(PathError::NotFound(_))));
+    assert!(matches!(r.resolve("/blogx/index.php"), Err(PathError::NotFound(_))));
+    assert!(matches!(r.resolve("/blog/.env"), Err(PathError::NotFound(_))));
+}
+
+#[test]
+fn internal_redirects_reach_only_static_files_inside_the_root() {
+    let dir = TempDir::new();
+    let zip = dir.file("protected/file.zip", "zip");
+    dir.file("protected/x.php", "<?php");
+    dir.file(".env", "SECRET=1");
+    let r = root(&dir, None);
+    assert_eq!(r.internal("/protected/file.zip?x=1").expect("served"), zip);
+    for bad in ["/protected/x.php", "/.env", "/../etc/passwd", "/protected", "/nope"] {
+        assert!(r.internal(bad).is_err(), "{bad} must be refused");
+    }
+}
+
+#[test]
+fn location_paths_are_percent_encoded() {
+    assert_eq!(encode_path("/a b/é/"), "/a%20b/%C3%A9/");
+    assert_eq!(encode_path("/ok-._~/"), "/ok-._~/");
 }

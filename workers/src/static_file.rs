@@ -1,48 +1,38 @@
 //! Serves a static file that path mapping found under the document root.
 //!
-//! GET and HEAD only; the Content-Type comes from a small extension table, the body is
-//! streamed in chunks through a bounded channel. This module must never be handed a
-//! script (path mapping refuses those) and re-checks that anyway, so PHP source never
-//! leaves the worker whatever the state of the backend.
+//! GET and HEAD only. The Content-Type comes from [`mime`], validators and ranges
+//! from [`conditional`]: 304 for a current copy, 206 for one byte range, 416 for a
+//! range past the end. A `.br` or `.gz` sibling (inside the root) is served instead,
+//! with Content-Encoding, when the client accepts that encoding, and such files are
+//! always `Vary: Accept-Encoding`. The body is streamed in chunks through a bounded
+//! channel. This module must never be handed a script (path mapping refuses those)
+//! and re-checks that anyway, so PHP source never leaves the worker whatever the
+//! state of the backend.
+//!
+//! [`mime`]: crate::mime
+//! [`conditional`]: crate::conditional
 
-use std::path::Path;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, Response};
-use tokio::io::AsyncReadExt;
+use http::header::{
+    ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, LAST_MODIFIED, VARY,
+};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::body::{self, Body, Chunk};
+use crate::conditional::{self, Part, Validators};
+use crate::mime::content_type;
 use crate::path::is_script_file;
 
 /// Bytes read from the file per chunk.
 const CHUNK: usize = 64 * 1024;
 
-const TYPES: &[(&str, &str)] = &[
-    ("html", "text/html; charset=utf-8"),
-    ("htm", "text/html; charset=utf-8"),
-    ("css", "text/css; charset=utf-8"),
-    ("js", "text/javascript; charset=utf-8"),
-    ("mjs", "text/javascript; charset=utf-8"),
-    ("json", "application/json"),
-    ("txt", "text/plain; charset=utf-8"),
-    ("xml", "application/xml"),
-    ("svg", "image/svg+xml"),
-    ("png", "image/png"),
-    ("jpg", "image/jpeg"),
-    ("jpeg", "image/jpeg"),
-    ("gif", "image/gif"),
-    ("webp", "image/webp"),
-    ("avif", "image/avif"),
-    ("ico", "image/x-icon"),
-    ("woff", "font/woff"),
-    ("woff2", "font/woff2"),
-    ("pdf", "application/pdf"),
-    ("wasm", "application/wasm"),
-    ("mp4", "video/mp4"),
-    ("webm", "video/webm"),
-];
-const DEFAULT_TYPE: &str = "application/octet-stream";
+/// Precompressed siblings, in order of preference: (file suffix, coding).
+const ENCODINGS: &[(&str, &str)] = &[("br", "br"), ("gz", "gzip")];
 
 /// Why a static file could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -55,42 +45,149 @@ pub enum StaticError {
     Read { path: String, source: std::io::Error },
 }
 
-/// A response for the file at `path` (already mapped and checked).
-pub async fn serve(path: &Path, method: &Method) -> Result<Response<Body>, StaticError> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(StaticError::Method(method.clone()));
+/// The request facts a static response depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticRequest<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    /// The canonical document root: precompressed siblings must be inside it too.
+    pub root: &'a Path,
+}
+
+/// A response for the file at `path` (canonical, already mapped and checked).
+pub async fn serve(path: &Path, req: StaticRequest<'_>) -> Result<Response<Body>, StaticError> {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return Err(StaticError::Method(req.method.clone()));
     }
     if is_script_file(path) {
         return Err(StaticError::Script(path.display().to_string()));
     }
-    let read_err = |source| StaticError::Read { path: path.display().to_string(), source };
-    let file = tokio::fs::File::open(path).await.map_err(read_err)?;
-    let len = file.metadata().await.map_err(read_err)?.len();
-    let body = match method == Method::HEAD {
-        true => body::empty(),
-        false => stream(file),
+    let variant = Variant::choose(path, req.headers, req.root);
+    let read_err = |source| StaticError::Read { path: variant.path.display().to_string(), source };
+    let mut file = tokio::fs::File::open(&variant.path).await.map_err(read_err)?;
+    let meta = file.metadata().await.map_err(read_err)?;
+    let validators = Validators::of(&meta);
+    let mut headers = variant.headers(path, &validators);
+    if conditional::not_modified(req.headers, &validators) {
+        return Ok(response(StatusCode::NOT_MODIFIED, headers, body::empty()));
+    }
+    let len = meta.len();
+    let (status, first, count) = match conditional::part(req.headers, len, &validators) {
+        Part::Whole => (StatusCode::OK, 0, len),
+        Part::Range { first, last } => {
+            let range = format!("bytes {first}-{last}/{len}");
+            headers.insert(CONTENT_RANGE, header_value(&range));
+            (StatusCode::PARTIAL_CONTENT, first, last - first + 1)
+        }
+        Part::Unsatisfiable => {
+            headers.insert(CONTENT_RANGE, header_value(&format!("bytes */{len}")));
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            return Ok(response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty()));
+        }
     };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(count));
+    if req.method == Method::HEAD {
+        return Ok(response(status, headers, body::empty()));
+    }
+    file.seek(SeekFrom::Start(first)).await.map_err(read_err)?;
+    Ok(response(status, headers, stream(file, count)))
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    Ok(response)
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
-/// The Content-Type for a file name's extension.
-pub fn content_type(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    TYPES.iter().find(|(e, _)| e.eq_ignore_ascii_case(ext)).map_or(DEFAULT_TYPE, |(_, t)| t)
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::try_from(text).expect("ranges and dates are visible ASCII")
 }
 
-fn stream(mut file: tokio::fs::File) -> Body {
+/// The file actually sent: the original or a precompressed sibling.
+#[derive(Debug)]
+struct Variant {
+    path: PathBuf,
+    encoding: Option<&'static str>,
+    /// Some sibling exists, so the answer depends on Accept-Encoding.
+    vary: bool,
+}
+
+impl Variant {
+    fn choose(path: &Path, headers: &HeaderMap, root: &Path) -> Self {
+        let mut variant = Self { path: path.to_owned(), encoding: None, vary: false };
+        for (suffix, coding) in ENCODINGS {
+            let Some(sibling) = sibling(path, suffix, root) else { continue };
+            variant.vary = true;
+            if variant.encoding.is_none() && accepts(headers, coding) {
+                variant.path = sibling;
+                variant.encoding = Some(coding);
+            }
+        }
+        variant
+    }
+
+    fn headers(&self, original: &Path, v: &Validators) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(original)));
+        h.insert(ETAG, header_value(&v.etag));
+        h.insert(LAST_MODIFIED, header_value(&v.last_modified()));
+        h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(coding) = self.encoding {
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding));
+        }
+        if self.vary {
+            h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+        h
+    }
+}
+
+/// `path.SUFFIX` if it is a regular file inside `root` (symlinks resolved).
+fn sibling(path: &Path, suffix: &str, root: &Path) -> Option<PathBuf> {
+    let mut name = path.file_name()?.to_owned();
+    name.push(format!(".{suffix}"));
+    let real = std::fs::canonicalize(path.with_file_name(name)).ok()?;
+    let regular = std::fs::metadata(&real).is_ok_and(|m| m.is_file());
+    (regular && real.starts_with(root)).then_some(real)
+}
+
+/// Whether Accept-Encoding allows `coding` (listed or `*`, and not with `q=0`).
+fn accepts(headers: &HeaderMap, coding: &str) -> bool {
+    let listed = headers.get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok());
+    let mut allowed = false;
+    for item in listed.flat_map(|v| v.split(',')) {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let zero = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse() == Ok(0.0)));
+        if name.eq_ignore_ascii_case(coding) {
+            return !zero;
+        }
+        allowed |= name == "*" && !zero;
+    }
+    allowed
+}
+
+/// Streams `count` bytes from the file's current position.
+fn stream(mut file: tokio::fs::File, count: u64) -> Body {
     let (tx, body) = body::channel();
     tokio::spawn(async move {
+        let mut left = count;
         loop {
-            let mut buf = BytesMut::with_capacity(CHUNK);
-            let chunk = match file.read_buf(&mut buf).await {
-                Ok(0) => Chunk::End,
-                Ok(_) => Chunk::Data(buf.freeze()),
+            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            let mut buf = BytesMut::with_capacity(want);
+            let read = match want {
+                0 => Ok(0),
+                _ => file.read_buf(&mut buf).await,
+            };
+            let chunk = match read {
+                Ok(0) if want == 0 => Chunk::End,
+                Ok(0) => Chunk::Fail("the file shrank while it was being sent".into()),
+                Ok(n) => {
+                    left -= n.min(want) as u64;
+                    buf.truncate(want);
+                    Chunk::Data(buf.freeze())
+                }
                 Err(err) => Chunk::Fail(err.to_string()),
             };
             let last = !matches!(chunk, Chunk::Data(_));
@@ -103,37 +200,5 @@ fn stream(mut file: tokio::fs::File) -> Body {
 }
 
 #[cfg(test)]
-mod tests {
-    use http_body_util::BodyExt;
-
-    use super::*;
-    use crate::test_util::TempDir;
-
-    #[test]
-    fn guesses_types_from_a_small_table() {
-        assert_eq!(content_type(Path::new("/a/b.CSS")), "text/css; charset=utf-8");
-        assert_eq!(content_type(Path::new("/a/b")), DEFAULT_TYPE);
-        assert_eq!(content_type(Path::new("/a/b.tar.gz")), DEFAULT_TYPE);
-    }
-
-    #[tokio::test]
-    async fn streams_a_file_and_answers_head() {
-        let dir = TempDir::new();
-        let file = dir.file("a.txt", &"x".repeat(CHUNK * 2 + 3));
-        let got = serve(&file, &Method::GET).await.expect("served");
-        assert_eq!(got.headers()[CONTENT_LENGTH], (CHUNK * 2 + 3).to_string().as_str());
-        let bytes = got.into_body().collect().await.expect("complete").to_bytes();
-        assert_eq!(bytes.len(), CHUNK * 2 + 3);
-        let head = serve(&file, &Method::HEAD).await.expect("served");
-        assert!(head.into_body().collect().await.expect("complete").to_bytes().is_empty());
-    }
-
-    #[tokio::test]
-    async fn refuses_scripts_and_other_methods() {
-        let dir = TempDir::new();
-        let php = dir.file("a.php", "<?php echo 1;");
-        assert!(matches!(serve(&php, &Method::GET).await, Err(StaticError::Script(_))));
-        let txt = dir.file("a.txt", "x");
-        assert!(matches!(serve(&txt, &Method::POST).await, Err(StaticError::Method(_))));
-    }
-}
+#[path = "static_file_tests.rs"]
+mod tests;

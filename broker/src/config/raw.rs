@@ -34,6 +34,11 @@ pub(super) struct RawTop {
     pub sandbox: RawSandbox,
     pub control_socket: Option<PathBuf>,
     pub shutdown_timeout: Option<String>,
+    /// CIDR blocks whose X-Forwarded-For/-Proto headers the workers believe.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The app whose certificate is served when SNI names no app.
+    pub default_cert: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +64,9 @@ pub(super) struct RawApp {
     pub writable: Vec<PathBuf>,
     pub tls: Option<RawTls>,
     #[serde(default)]
+    pub redirect_https: bool,
+    pub hsts: Option<HstsValue>,
+    #[serde(default)]
     pub secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     pub limits: RawLimits,
@@ -73,6 +81,14 @@ pub(super) struct RawApp {
 pub(super) struct RawTls {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// `hsts = true | false | "max-age=…"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "true, false or a header value such as \"max-age=31536000\"")]
+pub(super) enum HstsValue {
+    Switch(bool),
+    Value(String),
 }
 
 /// A secret reference as written: exactly one of its keys must be set.

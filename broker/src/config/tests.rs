@@ -77,7 +77,7 @@ root = "{dir}/public/../public"
 index = ["index.html"]
 front_controller = "/index.php"
 fastcgi = "127.0.0.1:9000"
-user = "blog"
+user = "nobody"
 writable = ["{dir}/uploads"]
 tls = { cert = "{dir}/cert.pem", key = "{dir}/key.pem" }
 workers = 3
@@ -107,18 +107,22 @@ fn a_full_config_round_trips_into_app_spec() {
         max_body: 64 * 1024 * 1024,
         timeout_ms: 90_000,
         idle_timeout_ms: Some(120_000),
+        prefix: "/".into(),
+        trusted_proxies: Vec::new(),
     };
     assert_eq!(app.spec, expected);
     assert_eq!(app.hosts, ["*.blog.localhost", "blog.localhost"]);
     assert_eq!((app.workers, app.on_demand), (3, true));
     assert_eq!(config.control_socket, std::path::Path::new("/run/test/bulkhead.sock"));
     assert_eq!(config.shutdown_timeout_ms, 5_000);
-    let route = Route { app: "blog".into(), hosts: app.hosts.clone(), on_demand: true };
+    let route =
+        Route { app: "blog".into(), hosts: app.hosts.clone(), on_demand: true, prefix: "/".into() };
     assert_eq!(app.route(), route);
     let secrets: Vec<(&str, &str)> =
         app.secrets.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
     assert_eq!(secrets, [("API_KEY", "k3y"), ("DB_PASSWORD", "s3cret")]);
-    assert_eq!(app.user.as_deref(), Some("blog"));
+    assert_eq!(app.user.as_deref(), Some("nobody"));
+    assert_eq!(app.account.map(|a| a.uid), Some(65534), "resolved through /etc/passwd");
     assert_eq!(app.writable, [fs::canonicalize(fx.dir.path().join("uploads")).expect("canonical")]);
     assert_eq!(app.tls.as_ref().map(|t| t.key.clone()), Some(fx.dir.path().join("key.pem")));
     assert_eq!(config.listen_tls, ["[::1]:8443".parse::<SocketAddr>().expect("addr")]);

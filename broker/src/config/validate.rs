@@ -9,13 +9,15 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use privsep::msg::{self, AppSpec, CodecError, ToGateway, ToWorker, WorkerInit};
+use privsep::msg::{self, AppSpec, Cidr, CodecError, ToGateway, ToWorker, WorkerInit};
 use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use zeroize::Zeroize;
 
 use super::hosts::{self, Claims};
-use super::raw::{RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue};
+use super::raw::{
+    HstsValue, RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue,
+};
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
 use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
@@ -42,6 +44,8 @@ struct Top {
     sandbox: SandboxConfig,
     control_socket: Option<PathBuf>,
     shutdown_timeout_ms: u64,
+    trusted_proxies: Vec<Cidr>,
+    default_cert: Option<String>,
 }
 
 /// The typed configuration, or `None` with the reasons in `problems`.
@@ -55,26 +59,50 @@ pub(super) fn config(
         raw.top.as_ref().and_then(|top| values::sandbox_mode(top.sandbox.mode.as_deref()?).ok());
     let top = raw.top.map(|top| self::top(top, problems));
     let apps = apps(raw.apps, &Context { env, mode }, problems);
-    let Top { listen, listen_tls, sandbox, control_socket, shutdown_timeout_ms } = top??;
+    let mut apps = apps;
+    let Top {
+        listen,
+        listen_tls,
+        sandbox,
+        control_socket,
+        shutdown_timeout_ms,
+        trusted_proxies,
+        default_cert,
+    } = top??;
+    for app in &mut apps {
+        app.spec.trusted_proxies.clone_from(&trusted_proxies);
+    }
     let control_socket = control_socket.unwrap_or_else(|| paths::default_control_socket(origin));
-    enough_uids(&sandbox, &apps, problems).then_some(Config {
+    let default_ok = default_cert_ok(default_cert.as_deref(), &apps, problems);
+    (enough_uids(&sandbox, &apps, problems) && default_ok).then_some(Config {
         listen,
         listen_tls,
         sandbox,
         apps,
         control_socket,
         shutdown_timeout_ms,
+        default_cert,
     })
 }
 
-/// The uid range must hold one uid for the gateway and one per app without `user`.
+/// `default_cert` must name an app that has `tls`.
+fn default_cert_ok(name: Option<&str>, apps: &[App], p: &mut Problems) -> bool {
+    let Some(name) = name else { return true };
+    let ok = apps.iter().any(|a| a.spec.name == name && a.tls.is_some());
+    if !ok {
+        p.push("default_cert", format!("{name:?} is not the name of an app with `tls`"));
+    }
+    ok
+}
+
+/// The uid range must hold one uid each for the gateway, the keyholder and every app without `user`.
 fn enough_uids(sandbox: &SandboxConfig, apps: &[App], p: &mut Problems) -> bool {
-    let needed = 1 + apps.iter().filter(|app| app.user.is_none()).count() as u64;
+    let needed = 2 + apps.iter().filter(|app| app.user.is_none()).count() as u64;
     let size = u64::from(sandbox.uid_range.last - sandbox.uid_range.first) + 1;
     if size < needed {
         p.push(
             "sandbox.uid_range",
-            format!("holds {size} uids; the gateway and the apps without `user` need {needed}"),
+            format!("holds {size} uids; the gateway, the keyholder and the apps without `user` need {needed}"),
         );
     }
     size >= needed
@@ -95,6 +123,7 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         None => Some(DEFAULT_SHUTDOWN_TIMEOUT_MS),
         Some(text) => p.take(String::from("shutdown_timeout"), values::duration_ms(text)),
     };
+    let trusted_proxies = list(p, "trusted_proxies", &raw.trusted_proxies, |c| Cidr::parse(c));
     let (listen, listen_tls) = (listen?, listen_tls?);
     distinct_listeners(&listen, &listen_tls, p).then_some(Top {
         listen,
@@ -102,6 +131,8 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         sandbox: sandbox?,
         control_socket: control_socket?,
         shutdown_timeout_ms: shutdown_timeout_ms?,
+        trusted_proxies: trusted_proxies?,
+        default_cert: raw.default_cert,
     })
 }
 
@@ -150,12 +181,15 @@ fn app(
 ) -> Option<App> {
     let at = format!("app[{i}]");
     let name = name(&at, i, &raw.name, &mut registry.names, p);
-    let hosts = hosts(&at, i, raw, &mut registry.claims, p);
-    let spec = spec(&at, raw, name, hosts.as_deref(), p);
+    let (hosts, prefix) = hosts(&at, i, raw, &mut registry.claims, p).unzip();
+    let spec = spec(&at, raw, name, hosts.as_deref(), p)
+        .zip(prefix)
+        .map(|(spec, prefix)| AppSpec { prefix, ..spec });
     let user = user(&at, raw.user.as_deref(), ctx.mode, p);
     let account = account(&at, user.as_ref(), p);
     let writable = list(p, &key(&at, "writable"), &raw.writable, |dir| paths::existing_dir(dir));
     let tls = tls(&at, raw.tls.as_ref(), p);
+    let hsts = hsts(&at, raw, p);
     let secrets = secrets(&at, &raw.secrets, ctx.env, p);
     let workers = workers(&at, raw.workers, p);
     let app = App {
@@ -165,6 +199,8 @@ fn app(
         account: account?,
         writable: writable?,
         tls: tls?,
+        redirect_https: raw.redirect_https,
+        hsts: hsts?,
         secrets: secrets?,
         workers: workers?,
         on_demand: raw.on_demand,
@@ -199,23 +235,30 @@ fn name(
     }
 }
 
+/// The host patterns and the one path prefix they all carry (`/` when none does).
 fn hosts(
     at: &str,
     i: usize,
     raw: &RawApp,
     claims: &mut Claims,
     p: &mut Problems,
-) -> Option<Vec<String>> {
+) -> Option<(Vec<String>, String)> {
     let path = key(at, "hosts");
     if raw.hosts.is_empty() {
         p.push(path, "must list at least one host");
         return None;
     }
-    list(p, &path, &raw.hosts, |host| {
-        let pattern = hosts::pattern(host)?;
-        claims.claim(&pattern, i, &raw.name)?;
-        Ok(pattern)
-    })
+    let mounts = list(p, &path, &raw.hosts, |host| {
+        let (pattern, prefix) = hosts::mount(host)?;
+        claims.claim(&pattern, &prefix, i, &raw.name)?;
+        Ok((pattern, prefix))
+    })?;
+    let prefix = mounts[0].1.clone();
+    if mounts.iter().any(|(_, other)| *other != prefix) {
+        p.push(path, "every host of an app must carry the same path prefix");
+        return None;
+    }
+    Some((mounts.into_iter().map(|(pattern, _)| pattern).collect(), prefix))
 }
 
 /// What the app's workers get; `name` and `hosts` were checked by the caller.
@@ -247,6 +290,8 @@ fn spec(
         max_body: max_body?,
         timeout_ms: timeout_ms?,
         idle_timeout_ms: idle_timeout_ms?,
+        prefix: msg::root_prefix(),
+        trusted_proxies: Vec::new(),
     })
 }
 
@@ -337,6 +382,31 @@ fn tls(at: &str, raw: Option<&RawTls>, p: &mut Problems) -> Option<Option<TlsFil
     let cert = p.take(key(at, "tls.cert"), paths::readable_file(&raw.cert));
     let key = p.take(key(at, "tls.key"), paths::readable_file(&raw.key));
     Some(Some(TlsFiles { cert: cert?, key: key? }))
+}
+
+/// `hsts` as a header value; it and `redirect_https` need `tls`.
+fn hsts(at: &str, raw: &RawApp, p: &mut Problems) -> Option<Option<String>> {
+    let needs_tls = |key_name: &str, p: &mut Problems| {
+        p.push(key(at, key_name), "needs `tls` on this app (HTTPS must be served first)");
+    };
+    if raw.redirect_https && raw.tls.is_none() {
+        needs_tls("redirect_https", p);
+    }
+    let value = match &raw.hsts {
+        None | Some(HstsValue::Switch(false)) => return Some(None),
+        Some(HstsValue::Switch(true)) => super::DEFAULT_HSTS.to_owned(),
+        Some(HstsValue::Value(v)) => v.clone(),
+    };
+    if raw.tls.is_none() {
+        needs_tls("hsts", p);
+        return None;
+    }
+    let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !value.starts_with("max-age=") || !printable {
+        p.push(key(at, "hsts"), "must be true, false or a value starting with \"max-age=\"");
+        return None;
+    }
+    Some(Some(value))
 }
 
 fn secrets(

@@ -77,9 +77,23 @@ impl AppState {
         self.workers.iter().filter(|(_, w)| w.generation == self.generation && !w.draining)
     }
 
-    /// Whether at least one current worker is ready (the gateway can be started).
-    pub fn has_ready_worker(&self) -> bool {
+    /// Whether at least one current worker is ready.
+    fn has_ready_worker(&self) -> bool {
         self.active().any(|(_, w)| w.ready)
+    }
+
+    /// Whether the gateway's first `Start` still waits for this app: it should run workers
+    /// (it is neither on-demand nor given up on in a crash loop) and none is ready yet.
+    pub fn holds_up_start(&self) -> bool {
+        self.wants_workers() && !self.has_ready_worker()
+    }
+
+    /// Every configured worker of the current generation is ready and none of an
+    /// older one still takes requests (or the app runs no workers).
+    pub fn settled(&self) -> bool {
+        let ready = self.active().filter(|(_, w)| w.ready).count();
+        let old = self.workers.values().any(|w| w.generation < self.generation && !w.draining);
+        !self.wants_workers() || (ready >= self.app.workers as usize && !old)
     }
 
     fn wants_workers(&self) -> bool {
@@ -183,6 +197,7 @@ impl Broker {
         self.connect(name, serial).await;
         self.retire_old(name).await;
         self.maybe_send_start().await;
+        self.answer_reloads(false);
     }
 
     /// Gives the gateway a channel to a ready worker (if there is a gateway).

@@ -56,24 +56,28 @@ impl Broker {
         for name in names {
             self.send_route(&name).await;
         }
+        self.gateway_tls().await;
         self.connect_all().await;
         self.maybe_send_start().await;
     }
 
     async fn init_gateway(&self, control: &Control) -> anyhow::Result<()> {
-        let fds: Vec<BorrowedFd<'_>> = self.listeners.iter().map(AsFd::as_fd).collect();
+        let mut fds: Vec<BorrowedFd<'_>> = self.listeners.iter().map(AsFd::as_fd).collect();
+        let tls = self.tls.listener_fds();
         let init = ToGateway::Init {
             listeners: u8::try_from(fds.len())?,
+            tls_listeners: u8::try_from(tls.len())?,
             limits: GatewayLimits { max_header_bytes: MAX_HEADER_BYTES },
             sandbox: profiles::gateway(&self.config),
         };
+        fds.extend(tls);
         control.send(&init, &fds).await?;
         Ok(())
     }
 
     /// Sends `Start` once every app that runs workers has a ready one (or waiting is over).
     pub(super) async fn maybe_send_start(&mut self) {
-        let all_ready = self.apps.values().all(|st| st.app.on_demand || st.has_ready_worker());
+        let all_ready = self.apps.values().all(|st| !st.holds_up_start());
         let go = self.start_without_waiting || all_ready;
         let Some(gw) = self.gateway.as_mut().filter(|gw| !gw.started && go) else { return };
         gw.started = true;

@@ -11,11 +11,13 @@
 //!
 //! - [`apps`]: each app's workers: start, connect, retire, drain.
 //! - [`gateway`]: the gateway child: start, routes, `Start`, restart.
+//! - [`keyholder`]: TLS listeners and files, the keyholder child, signing channels.
 //! - [`reload`]: applying a new configuration without dropping a request.
 //! - [`shutdown`]: stopping everything within the configured deadline.
 
 mod apps;
 mod gateway;
+mod keyholder;
 mod reload;
 mod shutdown;
 
@@ -57,8 +59,11 @@ pub enum Event {
         app: String,
     },
     RestartGateway,
+    RestartKeyholder,
     /// The first gateway start stops waiting for slow workers.
     StartDeadline,
+    /// A reload's new workers took too long to become ready: answer anyway.
+    ReloadDeadline,
     /// SIGHUP (no reply) or `bulkhead reload` (reply).
     Reload(Option<oneshot::Sender<ReloadOutcome>>),
     Status(oneshot::Sender<Status>),
@@ -82,11 +87,15 @@ pub struct Broker {
     /// Once true, the gateway is sent `Start` without waiting for workers.
     start_without_waiting: bool,
     apps: BTreeMap<String, apps::AppState>,
+    /// `bulkhead reload` callers waiting for the new workers to be ready.
+    reload_waiters: Vec<reload::Waiter>,
+    tls: keyholder::TlsState,
 }
 
 /// Runs Bulkhead until SIGTERM/SIGINT, reloading on SIGHUP or `bulkhead reload`.
 pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let listeners = crate::listeners::open(&config)?;
+    let tls = keyholder::TlsState::open(&config)?;
     let (events, mut rx) = mpsc::unbounded_channel();
     admin::serve(&config.control_socket, events.clone())?;
     spawn_signal_handlers(events.clone())?;
@@ -102,6 +111,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         gateway_backoff: Backoff::default(),
         gateway_restarts: 0,
         start_without_waiting: false,
+        reload_waiters: Vec::new(),
+        tls,
     };
     broker.start().await;
     systemd::notify("READY=1");
@@ -124,6 +135,7 @@ impl Broker {
         for app in apps {
             self.add_app(app).await;
         }
+        self.start_keyholder().await;
         self.start_gateway().await;
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -140,16 +152,13 @@ impl Broker {
             Event::Idle(id) => self.on_idle(id).await,
             Event::RestartWorkers { app } => self.top_up(&app).await,
             Event::RestartGateway => self.start_gateway().await,
+            Event::RestartKeyholder => self.start_keyholder().await,
             Event::StartDeadline => {
                 self.start_without_waiting = true;
                 self.maybe_send_start().await;
             }
-            Event::Reload(reply) => {
-                let outcome = self.reload().await;
-                if let Some(reply) = reply {
-                    let _ = reply.send(outcome);
-                }
-            }
+            Event::Reload(reply) => self.reload_and_reply(reply).await,
+            Event::ReloadDeadline => self.answer_reloads(true),
             Event::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -160,7 +169,7 @@ impl Broker {
     async fn on_ready(&mut self, id: ChildId) {
         info!(child = %id, "ready");
         match id {
-            ChildId::Gateway { .. } => {}
+            ChildId::Gateway { .. } | ChildId::Keyholder { .. } => {}
             ChildId::Worker { app, serial } => self.worker_ready(&app, serial).await,
         }
     }
@@ -168,7 +177,13 @@ impl Broker {
     async fn on_exit(&mut self, id: ChildId, status: &str, ran_for: Duration) {
         match id {
             ChildId::Gateway { serial } => self.gateway_exited(serial, status, ran_for),
-            ChildId::Worker { app, serial } => self.worker_exited(&app, serial, status, ran_for),
+            ChildId::Keyholder { serial } => self.keyholder_exited(serial, status, ran_for),
+            ChildId::Worker { app, serial } => {
+                self.worker_exited(&app, serial, status, ran_for);
+                self.answer_reloads(false);
+                // An app that just entered a crash loop no longer holds up the first start.
+                self.maybe_send_start().await;
+            }
         }
     }
 

@@ -6,15 +6,62 @@
 //! request finds the app without a worker.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::Broker;
+use super::{Broker, Event};
 use crate::admin::ReloadOutcome;
 use crate::config;
 use crate::systemd;
 
+/// The longest `bulkhead reload` waits for the new workers before answering.
+const SETTLE_WAIT: Duration = Duration::from_secs(15);
+
+/// A `bulkhead reload` caller, answered once the new configuration serves.
+#[derive(Debug)]
+pub(super) struct Waiter {
+    reply: oneshot::Sender<ReloadOutcome>,
+    summary: String,
+}
+
 impl Broker {
+    /// Reloads; a caller is answered once every changed app's new workers serve.
+    pub(super) async fn reload_and_reply(&mut self, reply: Option<oneshot::Sender<ReloadOutcome>>) {
+        let outcome = self.reload().await;
+        let Some(reply) = reply else { return };
+        match outcome {
+            ReloadOutcome::Reloaded { summary } if !self.settled() => {
+                self.reload_waiters.push(Waiter { reply, summary });
+                self.later(SETTLE_WAIT, Event::ReloadDeadline);
+            }
+            outcome => {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Answers waiting reload callers once settled, or regardless at the deadline.
+    pub(super) fn answer_reloads(&mut self, deadline_passed: bool) {
+        let settled = self.settled();
+        if self.reload_waiters.is_empty() || !(settled || deadline_passed) {
+            return;
+        }
+        for w in self.reload_waiters.drain(..) {
+            let summary = if settled {
+                w.summary
+            } else {
+                format!("{}; some new workers are not ready yet", w.summary)
+            };
+            let _ = w.reply.send(ReloadOutcome::Reloaded { summary });
+        }
+    }
+
+    fn settled(&self) -> bool {
+        self.apps.values().all(super::apps::AppState::settled)
+    }
+
     pub(super) async fn reload(&mut self) -> ReloadOutcome {
         systemd::notify_reloading();
         let outcome = self.reload_inner().await;
@@ -36,10 +83,20 @@ impl Broker {
             }
             Err(e) => return ReloadOutcome::Refused { problems: vec![e.to_string()] },
         };
+        let tls = match super::keyholder::reload_material(&new) {
+            Ok(material) => material,
+            Err(e) => {
+                warn!(problem = %e, "reload refused: the TLS files are unusable");
+                return ReloadOutcome::Refused { problems: vec![e.to_string()] };
+            }
+        };
         if new.listen != self.config.listen || new.listen_tls != self.config.listen_tls {
             warn!("listener changes take effect only after a restart");
         }
-        let summary = self.apply(new).await;
+        let mut summary = self.apply(new).await;
+        if self.apply_tls(tls).await {
+            summary.push_str(", certificates reloaded");
+        }
         info!(%summary, "reloaded");
         ReloadOutcome::Reloaded { summary }
     }

@@ -51,6 +51,7 @@ impl Broker {
                     info!(child = %id, status, "exited");
                     match id {
                         ChildId::Gateway { .. } => self.gateway = None,
+                        ChildId::Keyholder { serial } => self.forget_keyholder(serial),
                         ChildId::Worker { app, serial } => self.forget_worker(&app, serial),
                     }
                     return true;

@@ -94,6 +94,10 @@ pub struct MountView {
 pub struct Bind {
     pub path: PathBuf,
     pub access: BindAccess,
+    /// Skip the bind when the path does not exist at start-up (a backend socket
+    /// whose server is not running yet: connecting then fails, as it would outside).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// How a bind mount may be used; every bind is `nosuid` and `noexec`.

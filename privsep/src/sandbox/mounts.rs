@@ -89,8 +89,11 @@ fn bind_mount(bind: &Bind) -> Result<(), SandboxError> {
     let relative = bind.path.strip_prefix("/").unwrap_or(&bind.path);
     let source = Path::new("/oldroot").join(relative);
     let target = Path::new("/newroot").join(relative);
-    let meta = std::fs::metadata(&source)
-        .map_err(|e| SandboxError::os(format!("bind source {}", bind.path.display()), e))?;
+    let meta = match std::fs::metadata(&source) {
+        Ok(meta) => meta,
+        Err(e) if bind.optional && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SandboxError::os(format!("bind source {}", bind.path.display()), e)),
+    };
     if meta.is_dir() {
         mkdir_all(&target)?;
     } else {

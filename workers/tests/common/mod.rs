@@ -64,6 +64,8 @@ pub fn spec(root: &Path, socket: &Path) -> WorkerInit {
             max_body: 1024 * 1024,
             timeout_ms: 5_000,
             idle_timeout_ms: None,
+            prefix: "/".into(),
+            trusted_proxies: Vec::new(),
         },
         sandbox: Profile::default(),
         secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret-value".into()))],

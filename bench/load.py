@@ -1,0 +1,185 @@
+"""The load generators: wrk for HTTP/1.1, h2load for h2c, and their output parsers.
+
+Each run returns a `Load`: request count, duration, requests/s, p50/p99 latency and
+errors. Errors are socket errors plus responses wrk counts as "Non-2xx or 3xx" (status ≥
+400), or for h2load every finished request that was not 2xx plus failed, errored and
+timed-out streams. h2load prints no percentiles, so they come from its per-request log.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from servers import HOST
+
+WRK_THREADS = 2
+
+
+@dataclass
+class Load:
+    requests: int
+    seconds: float
+    rps: float  # as the tool reports it: every response, failed ones included
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def ok_rps(self) -> float:
+        """Successful responses per second: what the tables compare."""
+        if not self.requests:
+            return 0.0
+        return self.rps * max(self.requests - self.errors, 0) / self.requests
+
+
+@dataclass
+class Workload:
+    """One row group of the results: what to request, how, with how many connections."""
+
+    key: str
+    title: str
+    path: str
+    connections: int
+    tool: str = "wrk"  # "wrk" | "h2load" | "wrk-tls"
+    lua: str | None = None
+    streams: int = 1  # h2load -m
+
+
+WORKLOADS = [
+    Workload("hello", "PHP hello world (HTTP/1.1 keep-alive)", "/hello.php", 64),
+    Workload("static", "static file, 1 KiB", "/static/1k.txt", 64),
+    Workload("upload", "upload 1 MiB to PHP (POST)", "/upload.php", 16, lua="upload.lua"),
+    Workload("php-100k", "PHP page of 100 KiB", "/big.php", 64),
+    Workload("h2c", "HTTP/2 (h2c), 8 connections x 16 streams, PHP hello", "/hello.php", 8,
+             tool="h2load", streams=16),
+    Workload("tls-new", "new HTTPS connection per request, 1 KiB static", "/static/1k.txt", 16,
+             tool="wrk-tls"),
+]
+
+
+def run(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
+    """Runs `workload` against 127.0.0.1:port for `seconds`; keeps the tool's output in
+    `raw` (and h2load's request log beside it)."""
+    if workload.tool == "h2load":
+        return _h2load(workload, port, seconds, raw)
+    return _wrk(workload, port, seconds, raw)
+
+
+# --- wrk ---------------------------------------------------------------------------------
+
+
+def _wrk(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
+    url, extra, wrap = f"http://127.0.0.1:{port}{workload.path}", [], []
+    if workload.tool == "wrk-tls":
+        url = f"https://{HOST}:{port}{workload.path}"
+        extra, wrap = ["-H", "Connection: close"], _resolving_host(raw.parent)
+    if workload.lua:
+        extra += ["-s", str(Path(__file__).resolve().parent / workload.lua)]
+    argv = [*wrap, "wrk", "-t", str(WRK_THREADS), "-c", str(workload.connections),
+            "-d", f"{seconds:g}s", "--latency", "-H", f"Host: {HOST}", *extra, url]
+    out = _run(argv, raw)
+    return parse_wrk(out)
+
+
+def _resolving_host(dir: Path) -> list[str]:
+    """A command prefix under which HOST resolves to 127.0.0.1, so that wrk sends it as the
+    TLS server name (SNI) as a browser would: /etc/hosts is replaced in a private mount
+    namespace, for the wrapped command only."""
+    hosts = dir / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost {HOST}\n")
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", script, str(hosts)]
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _duration_ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)([a-z]+)", text).groups()
+    return float(number) * _UNITS_MS[unit]
+
+
+def parse_wrk(out: str) -> Load:
+    done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
+    if not done:
+        raise ValueError(f"unexpected wrk output:\n{out}")
+    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = sum(map(int, socket_errors.groups())) if socket_errors else 0
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    return Load(
+        requests=int(done.group(1)),
+        seconds=_duration_ms(done.group(2) + done.group(3)) / 1000,
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        p50_ms=_duration_ms(percentiles["50"]),
+        p99_ms=_duration_ms(percentiles["99"]),
+        errors=errors,
+    )
+
+
+# --- h2load ------------------------------------------------------------------------------
+
+
+def _h2load(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
+    log = raw.with_suffix(".requests.tsv")
+    argv = ["h2load", "-c", str(workload.connections), "-m", str(workload.streams),
+            "-D", f"{seconds:g}", "-H", f":authority: {HOST}", f"--log-file={log}",
+            f"http://127.0.0.1:{port}{workload.path}"]
+    out = _run(argv, raw)
+    return parse_h2load(out, log)
+
+
+def parse_h2load(out: str, log: Path) -> Load:
+    finished = re.search(r"finished in ([\d.]+)(\w+), ([\d.]+) req/s", out)
+    counts = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not (finished and counts and codes):
+        raise ValueError(f"unexpected h2load output:\n{out}")
+    _total, _started, done, _ok, failed, errored, timeout = map(int, counts.groups())
+    n2xx = int(codes.group(1))
+    latencies = sorted(_h2load_latencies_ms(log))
+    return Load(
+        requests=done,
+        seconds=_duration_ms(finished.group(1) + finished.group(2)) / 1000,
+        rps=float(finished.group(3)),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        errors=max(done - n2xx, failed) + errored + timeout,
+    )
+
+
+def _h2load_latencies_ms(log: Path) -> list[float]:
+    """Durations from h2load's log: start (µs since epoch), status, duration (µs)."""
+    out = []
+    with open(log) as lines:
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 3:
+                out.append(int(fields[2]) / 1000)
+    return out
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list (nan if empty)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, round(pct / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+# --- running a tool ----------------------------------------------------------------------
+
+
+def _run(argv: list[str], raw: Path) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    raw.write_text(f"$ {' '.join(argv)}\n{proc.stdout}\n{proc.stderr}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited with {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return proc.stdout

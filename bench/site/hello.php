@@ -1,0 +1,3 @@
+<?php
+// Workload "hello": the smallest dynamic page.
+echo "Hello, world!\n";

@@ -1,0 +1,202 @@
+//! HTTPS end to end: SNI picks each app's certificate over TLS 1.2 and 1.3 with `h2` and
+//! `http/1.1` (curl, h2load, a rustls client); the gateway's memory holds no form of a
+//! private key after 1000 handshakes while the keyholder's does; killing the keyholder
+//! fails new handshakes only briefly and leaves an established HTTP/2 connection working;
+//! per-app redirects, HSTS and certificate reload.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bulkhead_tests::binaries::{GATEWAY, KEYHOLDER};
+use bulkhead_tests::procfs;
+use bulkhead_tests::tls::{KeyType, TlsWorld, make_cert, occurrences};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+
+const APPS: [(&str, KeyType); 2] = [("alpha", KeyType::P256), ("bravo", KeyType::Rsa2048)];
+
+#[test]
+fn sni_selects_each_apps_certificate_over_tls12_and_tls13_with_h2_and_http11() {
+    let world = TlsWorld::start(&APPS, &[]);
+    for cert in &world.certs {
+        for (version, flags) in
+            [("TLSv1.2", &["--tlsv1.2", "--tls-max", "1.2"][..]), ("TLSv1.3", &["--tlsv1.3"][..])]
+        {
+            for (alpn, proto) in [("h2", "--http2"), ("http/1.1", "--http1.1")] {
+                let args: Vec<&str> = flags.iter().copied().chain([proto]).collect();
+                let (ok, body, log) = world.curl(&cert.host, "/index.html", &args);
+                let what = format!("{} {version} {alpn}", cert.host);
+                assert!(ok, "{what}: curl failed:\n{log}");
+                assert_eq!(body, "hello over tls\n", "{what}");
+                assert!(log.contains(&format!("subject: CN={}", cert.host)), "{what}: {log}");
+                assert!(log.contains(&format!("SSL connection using {version}")), "{what}: {log}");
+                assert!(log.contains(&format!("ALPN: server accepted {alpn}")), "{what}: {log}");
+            }
+        }
+        let leaf = world.handshake(&cert.host).expect("rustls handshake");
+        assert_eq!(leaf, cert.cert_der, "{}: SNI must select the app's own certificate", cert.host);
+    }
+    let (_, _, log) = world.curl("unknown.localhost", "/", &["--insecure"]);
+    assert!(log.contains("subject: CN=alpha.localhost"), "the default certificate: {log}");
+}
+
+#[test]
+fn h2load_completes_handshakes_for_both_apps() {
+    let world = TlsWorld::start(&APPS, &[]);
+    for cert in &world.certs {
+        for extra in [&[][..], &["--h1"][..]] {
+            let summary = h2load(&world, &cert.host, 100, 4, extra);
+            assert!(summary.contains("100 succeeded"), "{}: {summary}", cert.host);
+        }
+    }
+}
+
+#[test]
+fn gateway_memory_holds_no_private_key_after_1000_handshakes() {
+    let world = TlsWorld::start(&APPS, &[]);
+    for round in 0..20 {
+        let host = &world.certs[round % 2].host;
+        let summary = h2load(&world, host, 50, 50, &[]);
+        assert!(summary.contains("50 succeeded"), "round {round}: {summary}");
+    }
+    let (gateway, keyholder) = (world.child(GATEWAY), world.child(KEYHOLDER));
+    let mut found = Vec::new();
+    for cert in &world.certs {
+        for (form, bytes) in cert.forms.all() {
+            found.push((cert.host.clone(), form, occurrences(gateway, &bytes)));
+        }
+    }
+    println!("gateway memory scan: {found:?}");
+    assert!(
+        found.iter().all(|(_, _, n)| *n == 0),
+        "private key material in the gateway: {found:?}"
+    );
+    for cert in &world.certs {
+        let control = occurrences(keyholder, &cert.forms.pkcs8_der);
+        println!(
+            "positive control: {}'s PKCS#8 key found {control} time(s) in the keyholder",
+            cert.host
+        );
+        assert!(control > 0, "the scan must find {}'s key in the keyholder", cert.host);
+    }
+}
+
+#[test]
+fn killing_the_keyholder_fails_new_handshakes_briefly_and_spares_established_connections() {
+    let world = TlsWorld::start(&APPS, &[]);
+    let host = world.certs[0].host.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut sender = rt.block_on(h2_connect(&world, &host));
+    assert_eq!(rt.block_on(get(&mut sender, &host)), 200);
+    let keyholder = world.child(KEYHOLDER);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keyholder as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killing the keyholder");
+    assert!(procfs::poll_gone(keyholder, Duration::from_secs(2)), "the keyholder did not die");
+    let killed = Instant::now();
+    let mut failures = 0;
+    let recovered = loop {
+        match world.handshake(&host) {
+            Ok(_) => break killed.elapsed(),
+            Err(_) => failures += 1,
+        }
+        assert!(killed.elapsed() < Duration::from_secs(5), "handshakes never recovered");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("new handshakes failed {failures} time(s); recovered {recovered:?} after the kill");
+    assert!(recovered < Duration::from_secs(1), "recovery took {recovered:?}");
+    assert_ne!(world.child(KEYHOLDER), keyholder, "the broker started a new keyholder");
+    assert_eq!(rt.block_on(get(&mut sender, &host)), 200, "the established connection broke");
+}
+
+#[test]
+fn plain_http_redirects_to_https_and_https_answers_carry_hsts() {
+    let world = TlsWorld::start(&APPS, &["redirect_https = true", "hsts = \"max-age=600\""]);
+    let host = &world.certs[0].host;
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H"])
+        .arg(format!("Host: {host}"))
+        .arg(format!("http://{}/a/b?c=d", world.http))
+        .output()
+        .expect("curl");
+    let expected = format!("308 https://{host}:{}/a/b?c=d", world.https.port());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    let (ok, _, log) = world.curl(host, "/index.html", &["--http2"]);
+    assert!(ok && log.contains("strict-transport-security: max-age=600"), "{log}");
+}
+
+#[test]
+fn reload_serves_a_new_certificate_signed_by_a_new_key() {
+    let world = TlsWorld::start(&APPS, &[]);
+    let old = world.certs[0].clone();
+    let fresh_dir = world.dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh_dir).expect("mkdir");
+    let fresh = make_cert(&fresh_dir, "alpha", KeyType::P256);
+    std::fs::copy(&fresh.cert, &old.cert).expect("replacing the certificate");
+    std::fs::copy(&fresh.key, &old.key).expect("replacing the key");
+    let out = Command::new(bulkhead_tests::binaries::broker())
+        .args(["reload", "--config"])
+        .arg(world.bulkhead.config_path())
+        .output()
+        .expect("bulkhead reload");
+    assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stderr));
+    let served = bulkhead_tests::net::poll_until(Duration::from_secs(3), || {
+        world
+            .handshake_trusting(&[&fresh.cert_der], &old.host)
+            .ok()
+            .filter(|l| *l == fresh.cert_der)
+    });
+    let last = world.handshake_trusting(&[&fresh.cert_der], &old.host);
+    assert!(
+        served.is_some(),
+        "the new certificate was not served ({last:?}):\n{}",
+        world.bulkhead.log()
+    );
+    let other = world.handshake(&world.certs[1].host).expect("the other app still works");
+    assert_eq!(other, world.certs[1].cert_der);
+}
+
+fn h2load(world: &TlsWorld, host: &str, n: u32, c: u32, extra: &[&str]) -> String {
+    let out = Command::new("h2load")
+        .args(["-n", &n.to_string(), "-c", &c.to_string()])
+        .arg(format!("--connect-to=127.0.0.1:{}", world.https.port()))
+        .args(extra)
+        .arg(format!("https://{host}:{}/index.html", world.https.port()))
+        .output()
+        .expect("running h2load (apt-get install nghttp2-client)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn h2_connect(
+    world: &TlsWorld,
+    host: &str,
+) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let connector = tokio_rustls::TlsConnector::from(world.client_config(&[b"h2"]));
+    let tcp = tokio::net::TcpStream::connect(world.https).await.expect("connect");
+    let name = ServerName::try_from(host.to_owned()).expect("server name");
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    host: &str,
+) -> u16 {
+    let req = hyper::Request::get(format!("https://{host}/index.html"))
+        .body(Empty::new())
+        .expect("request");
+    sender.ready().await.expect("connection ready");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    status
+}
