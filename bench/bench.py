@@ -170,8 +170,8 @@ def measure(server: Server, fpm: PhpFpm, workload: Workload, args, raw: Path) ->
         say(f"{workload.key} / {server.name}: {err}")
         return Row(workload, server.name, note=f"load failed: {str(err).splitlines()[0]}")
     row = Row(workload, server.name, result, meter.usage("server"), meter.usage("php-fpm"))
-    say(f"{workload.key:9} {server.name:9} {result.ok_rps:10,.0f} req/s  p99 {result.p99_ms:7.2f} ms"
-        f"  errors {result.errors}  CPU {row.cpu_per_10k():.2f} s/10k")
+    say(f"{workload.key:9} {server.name:9} {result.ok_rps:10,.0f} req/s  "
+        f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  CPU {row.cpu_per_10k():.2f} s/10k")
     return row
 
 

@@ -52,7 +52,8 @@ def make_roots(base: Path, n: int) -> list[tuple[str, Path]]:
     return apps
 
 
-def measure(n: int, dir: Path, fpm_socket: Path, binary: Path, spawner: procs.Spawner) -> DensityRow:
+def measure(n: int, dir: Path, fpm_socket: Path, binary: Path,
+            spawner: procs.Spawner) -> DensityRow:
     apps = make_roots(dir / "roots", n)
     server = Bulkhead(f"bulkhead-{n}", dir / "bulkhead", site=dir, fpm_socket=fpm_socket,
                       binary=binary, apps=apps)

@@ -54,9 +54,12 @@ def get(port: int, path: str, host: str = HOST, method: str = "GET", body: bytes
         conn.close()
 
 
-def wait_until(what: str, check, timeout: float = START_TIMEOUT, log: Path | None = None) -> None:
+def wait_until(what: str, check, log: Path | None = None,
+               proc: subprocess.Popen | None = None, timeout: float = START_TIMEOUT) -> None:
+    """Polls `check` until it holds; fails with the end of `log` if `proc` exits first or
+    the time runs out."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (proc and proc.poll() is not None):
         try:
             if check():
                 return
@@ -64,6 +67,8 @@ def wait_until(what: str, check, timeout: float = START_TIMEOUT, log: Path | Non
             pass
         time.sleep(0.05)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    if proc and proc.poll() is not None:
+        raise RuntimeError(f"{what} exited with status {proc.returncode}\n{tail}")
     raise RuntimeError(f"{what} not ready after {timeout:.0f}s\n{tail}")
 
 
@@ -128,7 +133,7 @@ class PhpFpm:
         )
         log = self.dir / "stdio.log"
         self.proc = spawner.start([PHP_FPM, "-F", "-R", "-y", str(conf), "-p", str(self.dir)], log)
-        wait_until("php-fpm", self._accepts, log=self.dir / "error.log")
+        wait_until("php-fpm", self._accepts, log=self.dir / "error.log", proc=self.proc)
 
     def _accepts(self) -> bool:
         with socket.socket(socket.AF_UNIX) as s:
@@ -170,7 +175,7 @@ class Server:
 
     def start(self, spawner: Spawner) -> None:
         self.proc = spawner.start(self.argv(), self.log, env=self.env())
-        wait_until(self.name, lambda: answers(self.port), log=self.log)
+        wait_until(self.name, lambda: answers(self.port), log=self.log, proc=self.proc)
 
     def argv(self) -> list[str]:
         raise NotImplementedError

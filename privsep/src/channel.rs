@@ -18,7 +18,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::msg::{self, CodecError, MAX_FDS, MAX_MESSAGE, Message};
 
@@ -152,11 +152,10 @@ fn send_raw<M: Message>(fd: RawFd, msg: &M, fds: &[BorrowedFd<'_>]) -> Result<()
 }
 
 fn recv_raw<M: Message>(fd: RawFd) -> Result<Option<Received<M>>, ChannelError> {
-    // Zeroed on drop: a worker's init message carries its secrets.
-    let mut buf = Zeroizing::new(vec![0u8; MAX_MESSAGE + 1]);
+    let mut buf = RecvBuf { bytes: vec![0u8; MAX_MESSAGE + 1], filled: 0 };
     let mut space = cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds, truncated) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut iov = [IoSliceMut::new(&mut buf.bytes)];
         let got = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
             .map_err(std::io::Error::from)?;
         let mut fds = Vec::new();
@@ -170,17 +169,32 @@ fn recv_raw<M: Message>(fd: RawFd) -> Result<Option<Received<M>>, ChannelError> 
         let truncated = got.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
         (got.bytes, fds, truncated)
     };
+    buf.filled = len.min(MAX_MESSAGE + 1);
     if truncated || len > MAX_MESSAGE {
         return Err(ChannelError::Truncated);
     }
     if len == 0 && fds.is_empty() {
         return Ok(None);
     }
-    let msg: M = msg::decode(&buf[..len])?;
+    let msg: M = msg::decode(&buf.bytes[..len])?;
     if fds.len() != msg.fds() {
         return Err(ChannelError::FdCount { got: fds.len(), expected: msg.fds() });
     }
     Ok(Some(Received { msg, fds }))
+}
+
+/// A receive buffer that wipes, on drop, the bytes a datagram filled: a
+/// worker's `Init` carries its secrets. Wiping only those keeps a flood of
+/// small messages cheap.
+struct RecvBuf {
+    bytes: Vec<u8>,
+    filled: usize,
+}
+
+impl Drop for RecvBuf {
+    fn drop(&mut self) {
+        self.bytes[..self.filled].zeroize();
+    }
 }
 
 fn fd_socket_type(fd: RawFd) -> std::io::Result<libc::c_int> {

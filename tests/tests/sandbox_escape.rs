@@ -44,7 +44,8 @@ struct World {
     b_socket: PathBuf,
     b_secret: PathBuf,
     abstract_name: String,
-    tcp: TcpListener,
+    /// The loopback service the probe must not reach; kept open for the test's length.
+    _tcp: TcpListener,
     /// Where `PROBE_TCP` points: the loopback service unless a test retargets it.
     probe_tcp: std::cell::RefCell<String>,
     /// App A's FastCGI backend when it is a TCP one.
@@ -98,7 +99,7 @@ fn world_with(mode: &str, tcp_backend: bool) -> World {
         config,
         dir,
         abstract_name,
-        tcp,
+        _tcp: tcp,
         _listeners: listeners,
     }
 }
