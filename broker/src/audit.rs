@@ -65,7 +65,35 @@ pub fn run(config_path: &Path) -> Result<Report, AuditError> {
     if !saw_gateway {
         report.findings.push("no live gateway found".to_owned());
     }
+    report.text.push_str(&supervision(&config.control_socket));
     Ok(report)
+}
+
+/// What the broker says of its children: restarts and crash loops, one line each.
+fn supervision(socket: &Path) -> String {
+    let status = match crate::admin::request(socket, &crate::admin::Request::Status) {
+        Ok(crate::admin::Response::Status(status)) => status,
+        Ok(other) => return format!("supervision: unexpected answer {other:?}\n"),
+        Err(e) => {
+            return format!("supervision: admin socket {} unreachable: {e}\n", socket.display());
+        }
+    };
+    let mut out = String::new();
+    if let Some(gw) = &status.gateway {
+        let _ = writeln!(out, "supervision: gateway restarts {}", gw.restarts);
+    }
+    for app in &status.apps {
+        let _ = writeln!(
+            out,
+            "supervision: app {} {} ({} workers, {} restarts, generation {})",
+            app.name,
+            app.state,
+            app.workers.len(),
+            app.restarts,
+            app.generation,
+        );
+    }
+    out
 }
 
 /// A component's role and the profile the broker gives it; `None` for unknown children.
@@ -188,7 +216,7 @@ fn root_problems(root: &Option<Vec<String>>, expected: &Profile) -> Vec<String> 
         .filter_map(|bind| bind.path.components().nth(1))
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    if view.private_tmp {
+    if view.private_tmp.is_some() {
         allowed.insert("tmp".to_owned());
     }
     entries

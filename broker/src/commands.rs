@@ -31,6 +31,13 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    match crate::profiles::preflight(&config) {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => {
+            eprintln!("bulkhead: cannot sandbox the children: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let result = match rt {
         Ok(rt) => rt.block_on(crate::orchestrate::run(path.to_path_buf(), config)),

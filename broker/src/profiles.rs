@@ -152,7 +152,7 @@ fn worker_view(app: &App) -> MountView {
     if let Backend::Unix(socket) = &app.spec.fastcgi {
         // Optional: a backend that is not running yet must give 502, not a
         // worker crash loop. A socket recreated later (php-fpm restart) is a new
-        // inode: the worker sees it after its next restart.
+        // inode: the worker reports `BackendStale` and the broker replaces it.
         binds.push(Bind { path: socket.clone(), access: BindAccess::ReadOnly, optional: true });
     }
     for device in ["/dev/null", "/dev/urandom"] {
@@ -164,7 +164,16 @@ fn worker_view(app: &App) -> MountView {
     }
     // Parents before what lies beneath them (stable: same depth keeps config order).
     binds.sort_by_key(|bind| bind.path.components().count());
-    MountView { private_tmp: true, binds }
+    MountView { private_tmp: Some(private_tmp_bytes(app)), binds }
+}
+
+/// Room in the worker's `/tmp` for request bodies spilled to disk: a few
+/// uploads of the app's largest body at once, and never less than 16 MiB.
+/// tmpfs takes memory only for what is written.
+fn private_tmp_bytes(app: &App) -> u64 {
+    const MIN: u64 = 16 << 20;
+    const CONCURRENT_SPILLS: u64 = 4;
+    app.spec.max_body.saturating_mul(CONCURRENT_SPILLS).max(MIN)
 }
 
 fn worker_landlock(app: &App) -> Landlock {

@@ -154,6 +154,9 @@ fn allowed(
             Ok(Some(Event::NeedChannel { app }))
         }
         (ToBroker::Idle, ChildId::Worker { .. }) => Ok(Some(Event::Idle(id.clone()))),
+        (ToBroker::BackendStale, ChildId::Worker { .. }) => {
+            Ok(Some(Event::BackendStale(id.clone())))
+        }
         (msg, _) => Err(format!("{msg:?} is not allowed from this child")),
     }
 }

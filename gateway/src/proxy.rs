@@ -16,7 +16,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use privsep::wire;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::State;
 
@@ -87,22 +87,45 @@ async fn forward(
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
-    let mut sender = state.channel(&app).await.ok_or(ProxyError::NoWorker)?;
     let req = rewrite(req, &host, conn)?;
-    sender.ready().await.map_err(ProxyError::Worker)?;
-    match sender.send_request(req).await {
-        Ok(mut resp) => {
-            if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
-                resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    let mut resp = send(state, &app, req).await?;
+    if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
+        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
+    Ok(resp.map(Either::Left))
+}
+
+/// Sends `req` on one of `app`'s channels. A request that a dying channel never
+/// took (its worker just crashed or drained) goes once more to another channel,
+/// so only requests a worker actually had in hand can fail with it.
+async fn send(
+    state: &State,
+    app: &str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Incoming>, ProxyError> {
+    for attempt in 1..=SEND_ATTEMPTS {
+        let mut sender = state.channel(app).await.ok_or(ProxyError::NoWorker)?;
+        let mut failed = match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(failed) => failed,
+        };
+        match failed.take_message() {
+            Some(unsent) if attempt < SEND_ATTEMPTS => {
+                debug!(app, cause = %failed.error(), "channel refused a request; trying another");
+                req = unsent;
             }
-            Ok(resp.map(Either::Left))
-        }
-        Err(e) => {
-            warn!(app = %app, cause = %e, "worker request failed");
-            Err(ProxyError::Worker(e))
+            _ => {
+                let e = failed.into_error();
+                warn!(app, cause = %e, "worker request failed");
+                return Err(ProxyError::Worker(e));
+            }
         }
     }
+    Err(ProxyError::NoWorker)
 }
+
+/// How many channels one request may be offered to (see [`send`]).
+const SEND_ATTEMPTS: u32 = 2;
 
 /// A 308 to `https://` for a plain-HTTP request to an app with `redirect_https`.
 fn redirect_https(

@@ -370,6 +370,9 @@ pub enum ToBroker {
     NeedChannel { app: String },
     /// Worker: no request for the app's idle timeout; it may be stopped.
     Idle,
+    /// Worker: its Unix backend socket refuses or is missing (php-fpm restarted):
+    /// a fresh worker, with a fresh view of the socket, is needed.
+    BackendStale,
 }
 
 impl Message for ToBroker {

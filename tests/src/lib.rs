@@ -44,8 +44,8 @@ pub mod tls;
 
 pub use bulkhead::{Bulkhead, CheckOutcome, Launch};
 pub use config::{AppSpec, SecretSource, config_toml, config_toml_with};
-pub use load::{Load, LoadReport, LoadSpec};
 pub use http::{Client, Proto, Reply, sha256_hex};
+pub use load::{Load, LoadReport, LoadSpec};
 pub use php_fpm::{PhpFpm, Pool};
 pub use stack::{AppPlan, Stack, StackOptions};
 

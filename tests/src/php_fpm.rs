@@ -115,6 +115,16 @@ impl PhpFpm {
         self.master_mut(name).stop();
     }
 
+    /// Stops pool `name` and starts it again: the socket is recreated (a new inode),
+    /// as with a php-fpm restart by the service manager.
+    pub fn restart(&mut self, name: &str) {
+        let master = self.master_mut(name);
+        master.stop();
+        let _ = std::fs::remove_file(&master.socket);
+        master.child = Some(spawn(&php_fpm_binary(), &master.dir));
+        master.wait_ready();
+    }
+
     fn master(&self, name: &str) -> &Master {
         self.masters
             .iter()
@@ -160,18 +170,7 @@ impl Master {
         let socket = socket_path(dir, &pool.name);
         let conf = prefix.join("php-fpm.conf");
         std::fs::write(&conf, pool_config(&prefix, &socket, pool)).expect("writing php-fpm.conf");
-        let stdio = std::fs::File::create(prefix.join("stdio.log")).expect("creating stdio.log");
-        let child = Command::new(binary)
-            .args(["-F", "-R", "-y"])
-            .arg(&conf)
-            .arg("-p")
-            .arg(&prefix)
-            .stdin(Stdio::null())
-            .stdout(stdio.try_clone().expect("duplicating the stdio log handle"))
-            .stderr(stdio)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {}: {err}", binary.display()));
+        let child = spawn(binary, &prefix);
         Self { name: pool.name.clone(), socket, dir: prefix, child: Some(child) }
     }
 
@@ -203,6 +202,26 @@ impl Master {
         // Workers left behind by a master that was killed outright.
         let _ = killpg(group, Signal::SIGKILL);
     }
+}
+
+/// Starts the master whose configuration is `prefix/php-fpm.conf`, logging to `prefix`.
+fn spawn(binary: &Path, prefix: &Path) -> Child {
+    let stdio = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(prefix.join("stdio.log"))
+        .expect("opening stdio.log");
+    Command::new(binary)
+        .args(["-F", "-R", "-y"])
+        .arg(prefix.join("php-fpm.conf"))
+        .arg("-p")
+        .arg(prefix)
+        .stdin(Stdio::null())
+        .stdout(stdio.try_clone().expect("duplicating the stdio log handle"))
+        .stderr(stdio)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting {}: {err}", binary.display()))
 }
 
 /// The php-fpm configuration for one master with one pool.

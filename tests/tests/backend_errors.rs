@@ -33,6 +33,35 @@ fn stopped_php_fpm_gives_502_and_other_apps_keep_working() {
     }
 }
 
+/// The worker's sandbox holds the socket file it saw at start-up; after a php-fpm
+/// restart that inode is dead. The worker reports it and the broker replaces the
+/// app's workers, so the app serves again within a few seconds, untouched by hand.
+#[test]
+fn restarted_php_fpm_is_reached_again() {
+    let mut stack = Stack::start(&[hello_app("alpha"), hello_app("beta")]);
+    let client = stack.client(Proto::Http1);
+    assert_eq!(client.get("alpha.localhost", "/hello.php?n=1").status, 200);
+    stack.fpm.restart("alpha");
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    let recovered = loop {
+        let reply = client.get("alpha.localhost", "/hello.php?n=2");
+        statuses.push(reply.status);
+        if reply.status == 200 {
+            assert_eq!(reply.text(), php::hello_body("alpha", 2));
+            break true;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(15) {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    println!("alpha answered {statuses:?} until it recovered after {:?}", started.elapsed());
+    assert!(recovered, "alpha never reached its restarted php-fpm: {statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 200 | 502)), "{statuses:?}");
+    assert_eq!(client.get("beta.localhost", "/hello.php?n=3").status, 200);
+}
+
 #[test]
 fn never_started_backend_gives_502() {
     let stack = Stack::start(&[hello_app("alpha").without_backend(), hello_app("beta")]);

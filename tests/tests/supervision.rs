@@ -127,6 +127,10 @@ fn a_worker_that_cannot_come_back_ends_in_crash_loop_and_others_keep_serving() {
     assert!(state.workers.is_empty(), "{state:?}");
     assert_eq!(report.failed(), 0, "alpha must not notice: {report}");
     assert!(stack.bulkhead.log().contains("crash loop"), "the crash loop must be logged");
+    // A crash loop holds until the next reload, even once the cause is gone.
+    std::fs::rename(root.with_extension("gone"), &root).expect("restoring the document root");
+    let audit = stack.bulkhead.admin("audit");
+    assert!(audit.stdout.contains("app fragile crash-loop"), "audit must show it: {audit:?}");
     let reply = stack.client(Proto::Http1).get("fragile.localhost", "/hello.php");
     assert_eq!(reply.status, 502, "{reply:?}");
 }

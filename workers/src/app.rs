@@ -34,6 +34,8 @@ pub struct App {
     secrets: Vec<(String, Secret)>,
     trusted_proxies: Vec<Cidr>,
     activity: Activity,
+    /// Signalled when the Unix backend socket refuses or is gone (see `process`).
+    backend_stale: tokio::sync::Notify,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             secrets: init.secrets,
             trusted_proxies: spec.trusted_proxies,
             activity: Activity::default(),
+            backend_stale: tokio::sync::Notify::new(),
         })
     }
 
@@ -96,6 +99,11 @@ impl App {
     /// On-demand apps: how long without requests before the worker reports itself idle.
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
+    }
+
+    /// Notified when the backend's Unix socket looks stale.
+    pub fn backend_stale(&self) -> &tokio::sync::Notify {
+        &self.backend_stale
     }
 
     pub fn activity(&self) -> &Activity {

@@ -61,7 +61,11 @@ pub async fn forward(
     params: ParamMap,
     body: Buffered,
 ) -> Result<Response<Body>, BackendError> {
-    let io = connect(app.backend(), app.timeout()).await?;
+    let io = connect(app.backend(), app.timeout()).await.inspect_err(|e| {
+        if e.is_stale_unix_socket() {
+            app.backend_stale().notify_one();
+        }
+    })?;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, response_body) = body::channel();
     let job = Exchange { wait: app.timeout(), app: app.name().to_owned(), head_tx, body_tx };
@@ -107,6 +111,17 @@ fn response(head: Head, body: Body) -> Response<Body> {
         response.extensions_mut().insert(AccelRedirect(path));
     }
     response
+}
+
+impl BackendError {
+    /// A Unix socket that refuses or is missing. The worker's sandbox holds the
+    /// socket file it found at start-up: after a php-fpm restart that is a dead
+    /// inode, and only a fresh worker sees the new socket.
+    fn is_stale_unix_socket(&self) -> bool {
+        use std::io::ErrorKind::{ConnectionRefused, NotFound};
+        matches!(self, Self::Unavailable { backend, source }
+            if backend.starts_with("unix:") && matches!(source.kind(), ConnectionRefused | NotFound))
+    }
 }
 
 async fn connect(backend: &Backend, wait: Duration) -> Result<Box<dyn Io>, BackendError> {

@@ -4,7 +4,9 @@
 //! gateway restart) is served in its own task. `Drain` stops accepting new requests
 //! and channels and ends the process once the in-flight ones are done; EOF on the
 //! control socket (the broker is gone) ends it at once. An on-demand app's worker
-//! reports `Idle` when no request has run for its idle timeout. The broker is trusted
+//! reports `Idle` when no request has run for its idle timeout. A worker whose Unix
+//! backend socket refuses reports `BackendStale`: its sandbox pins the socket file it
+//! saw at start-up, so after a php-fpm restart only a fresh worker can reach the new one. The broker is trusted
 //! for its messages, but this module must never act on a message that is not in
 //! `ToWorker`, and never keep serving after the broker has gone.
 
@@ -53,6 +55,10 @@ pub async fn run(
                 if idle.due(worker.app.as_ref()) {
                     control.send(&ToBroker::Idle, &[]).await?;
                 }
+            }
+            () = worker.app.backend_stale().notified(), if !worker.draining() => {
+                warn!(app = %worker.app.name(), "backend socket refuses or is gone; asking for a fresh worker");
+                control.send(&ToBroker::BackendStale, &[]).await?;
             }
         }
         if worker.draining() && worker.channels.is_empty() {

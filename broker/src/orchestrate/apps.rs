@@ -28,6 +28,9 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// How long a draining worker may take to finish its requests before it is killed.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The least time between two worker replacements for a stale backend socket.
+const RECYCLE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// One app as the broker runs it.
 #[derive(Debug)]
 pub(super) struct AppState {
@@ -43,6 +46,8 @@ pub(super) struct AppState {
     restart_scheduled: bool,
     /// On-demand apps: a request is waiting, or workers run.
     demand: bool,
+    /// When stale-backend reports last replaced the workers.
+    recycled_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -69,6 +74,7 @@ impl AppState {
             crash_loop: false,
             restart_scheduled: false,
             demand: false,
+            recycled_at: None,
         }
     }
 
@@ -297,6 +303,23 @@ impl Broker {
         }
         st.demand = true;
         self.top_up(name).await;
+    }
+
+    /// Replaces an app's workers (new ones first, like a reload) when one finds
+    /// its backend socket stale, at most once per [`RECYCLE_INTERVAL`].
+    pub(super) async fn on_backend_stale(&mut self, id: ChildId) {
+        let ChildId::Worker { app: name, serial } = id else { return };
+        let Some(st) = self.apps.get_mut(&name) else { return };
+        let current = st.workers.get(&serial).is_some_and(|w| w.generation == st.generation);
+        let recent = st.recycled_at.is_some_and(|t| t.elapsed() < RECYCLE_INTERVAL);
+        if !current || recent || !st.wants_workers() {
+            return;
+        }
+        info!(app = name, "backend socket changed or gone: starting fresh workers");
+        st.recycled_at = Some(Instant::now());
+        st.generation += 1;
+        self.top_up(&name).await;
+        self.retire_old(&name).await;
     }
 
     /// Stops an on-demand app's workers once every one of them is idle.

@@ -54,6 +54,8 @@ pub enum Event {
     },
     /// A worker of an on-demand app saw no request for its idle timeout.
     Idle(ChildId),
+    /// A worker's backend socket went stale (php-fpm restarted): replace the app's workers.
+    BackendStale(ChildId),
     /// A restart delay has passed.
     RestartWorkers {
         app: String,
@@ -150,6 +152,7 @@ impl Broker {
             Event::Exited { id, status, ran_for } => self.on_exit(id, &status, ran_for).await,
             Event::NeedChannel { app } => self.on_need_channel(&app).await,
             Event::Idle(id) => self.on_idle(id).await,
+            Event::BackendStale(id) => self.on_backend_stale(id).await,
             Event::RestartWorkers { app } => self.top_up(&app).await,
             Event::RestartGateway => self.start_gateway().await,
             Event::RestartKeyholder => self.start_keyholder().await,

@@ -83,6 +83,13 @@ impl Broker {
             }
             Err(e) => return ReloadOutcome::Refused { problems: vec![e.to_string()] },
         };
+        match crate::profiles::preflight(&new) {
+            Ok(warnings) => warnings.iter().for_each(|w| warn!("{w}")),
+            Err(e) => {
+                warn!(problem = %e, "reload refused: the sandboxes cannot be applied");
+                return ReloadOutcome::Refused { problems: vec![e.to_string()] };
+            }
+        }
         let tls = match super::keyholder::reload_material(&new) {
             Ok(material) => material,
             Err(e) => {

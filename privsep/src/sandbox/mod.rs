@@ -82,8 +82,9 @@ pub struct Namespaces {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountView {
-    /// A private, writable, size-limited tmpfs at `/tmp` (mounted before the binds).
-    pub private_tmp: bool,
+    /// A private, writable tmpfs at `/tmp` of at most this many bytes
+    /// (mounted before the binds); `None`: no `/tmp` at all.
+    pub private_tmp: Option<u64>,
     /// Bound in this order; a parent must come before what lies beneath it.
     pub binds: Vec<Bind>,
 }

@@ -64,9 +64,9 @@ pub(super) fn build_view(view: &MountView) -> Result<(), SandboxError> {
         .map_err(|e| SandboxError::os("making / private", e))?;
     park_host_tree()?;
     tmpfs("/newroot", "size=1m,nr_inodes=4096,mode=0755")?;
-    if view.private_tmp {
+    if let Some(bytes) = view.private_tmp {
         mkdir_all(Path::new("/newroot/tmp"))?;
-        tmpfs("/newroot/tmp", "size=16m,nr_inodes=4096,mode=1777")?;
+        tmpfs("/newroot/tmp", &format!("size={bytes},nr_inodes=4096,mode=1777"))?;
     }
     for bind in &view.binds {
         bind_mount(bind)?;
