@@ -119,6 +119,35 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
 }
 
+/// How many times `needle` occurs in the readable memory of `pid`
+/// (`/proc/PID/maps` + `/proc/PID/mem`); fails if nothing could be read.
+pub fn memory_occurrences(pid: Pid, needle: &[u8]) -> usize {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("reading maps");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("opening /proc/PID/mem");
+    let (mut hits, mut scanned) = (0, 0);
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vvar_vclock]") {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+        if mem.seek(SeekFrom::Start(start)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        hits += buf.windows(needle.len()).filter(|w| *w == needle).count();
+        scanned += buf.len();
+    }
+    assert!(scanned > 0, "could not read any memory of process {pid}");
+    hits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,34 +5,8 @@
 use bulkhead_tests::binaries::{GATEWAY, WORKER};
 use bulkhead_tests::procfs::{self, Pid};
 use bulkhead_tests::{AppPlan, Proto, Stack, php, unique_token};
-use std::io::{Read, Seek, SeekFrom};
 
 const APPS: [&str; 2] = ["alpha", "beta"];
-
-/// How many times `needle` occurs in the readable memory of `pid`.
-fn occurrences(pid: Pid, needle: &[u8]) -> usize {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("reading maps");
-    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("opening /proc/PID/mem");
-    let mut hits = 0;
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vvar_vclock]") {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
-        else {
-            continue;
-        };
-        let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
-        if mem.seek(SeekFrom::Start(start)).is_err() || mem.read_exact(&mut buf).is_err() {
-            continue;
-        }
-        hits += buf.windows(needle.len()).filter(|w| *w == needle).count();
-    }
-    hits
-}
 
 fn role(pid: Pid) -> String {
     let env = procfs::environ(pid).unwrap_or_default();
@@ -83,14 +57,14 @@ fn no_process_holds_another_partys_secret() {
     let (alpha, beta) = (worker("alpha"), worker("beta"));
     let (a, b) = (secrets[0].as_bytes(), secrets[1].as_bytes());
     let found = [
-        ("gateway", "alpha's", occurrences(gateway, a)),
-        ("gateway", "beta's", occurrences(gateway, b)),
-        ("worker[beta]", "alpha's", occurrences(beta, a)),
-        ("worker[alpha]", "beta's", occurrences(alpha, b)),
+        ("gateway", "alpha's", procfs::memory_occurrences(gateway, a)),
+        ("gateway", "beta's", procfs::memory_occurrences(gateway, b)),
+        ("worker[beta]", "alpha's", procfs::memory_occurrences(beta, a)),
+        ("worker[alpha]", "beta's", procfs::memory_occurrences(alpha, b)),
     ];
     println!("memory scan: {found:?}");
     assert!(found.iter().all(|(_, _, n)| *n == 0), "secrets where they must not be: {found:?}");
-    let control = occurrences(alpha, a);
+    let control = procfs::memory_occurrences(alpha, a);
     println!("positive control: alpha's secret found {control} time(s) in worker[alpha]");
     assert!(control > 0, "the scan must find alpha's secret in alpha's own worker");
 }

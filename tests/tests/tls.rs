@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bulkhead_tests::binaries::{GATEWAY, KEYHOLDER};
 use bulkhead_tests::procfs;
-use bulkhead_tests::tls::{KeyType, TlsWorld, make_cert, occurrences};
+use bulkhead_tests::procfs::memory_occurrences as occurrences;
+use bulkhead_tests::tls::{KeyType, TlsWorld, make_cert};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
