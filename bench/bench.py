@@ -85,6 +85,15 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def source_version() -> str:
+    """The commit Bulkhead was built from, and whether tracked files differ from it
+    (read-only git commands: nothing here touches the index)."""
+    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    clean = subprocess.run(["git", "-C", str(REPO), "diff-index", "--quiet", "HEAD", "--"],
+                           capture_output=True).returncode == 0
+    return f"commit {commit}" + ("" if clean else " with uncommitted changes")
+
+
 def machine_info() -> dict[str, str]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
@@ -95,11 +104,11 @@ def machine_info() -> dict[str, str]:
         "CPU": cpu,
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
-        "bulkhead": first_line([str(BULKHEAD), "--version"]),
+        "bulkhead": f"{first_line([str(BULKHEAD), '--version'])} ({source_version()})",
         "nginx": first_line(["nginx", "-v"]),
         "caddy": first_line(["caddy", "version"]),
         "php-fpm": first_line(["php-fpm8.2", "-v"]),
-        "wrk": first_line(["wrk", "-v"]),
+        "wrk": first_line(["wrk", "-v"]).split(" Copyright")[0],
         "h2load": first_line(["h2load", "--version"]),
         "rustc": first_line(["rustc", "--version"]),
         "load average at start": load_average(),
@@ -289,9 +298,9 @@ def compose(args, info, rows, density_rows, notes) -> str:
         report.results_table(rows),
         "",
         "req/s counts successful responses only (wrk counts a status ≥ 400 as an error). "
-        "CPU and RSS cover the server's whole live process tree (Bulkhead: broker, gateway "
-        "and worker; nginx: master and workers; Caddy: its process). php-fpm is shared: it "
-        "is reported separately and not counted in the server's numbers.",
+        "CPU and RSS cover the server's whole live process tree (Bulkhead: broker, gateway, "
+        "keyholder and worker; nginx: master and workers; Caddy: its process). php-fpm is "
+        "shared: it is reported separately and not counted in the server's numbers.",
         "",
         "## Bulkhead relative to nginx and Caddy",
         "",

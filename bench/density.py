@@ -57,7 +57,7 @@ def measure(n: int, dir: Path, fpm_socket: Path, binary: Path,
     apps = make_roots(dir / "roots", n)
     server = Bulkhead(f"bulkhead-{n}", dir / "bulkhead", site=dir, fpm_socket=fpm_socket,
                       binary=binary, apps=apps)
-    fresh = apps[-min(FRESH_APPS, n // 2):]
+    fresh = apps[n - max(1, min(FRESH_APPS, n // 2)):]
     started = time.monotonic()
     server.proc = spawner.start(server.argv(), server.log, env=server.env())
     try:

@@ -49,13 +49,14 @@ class Workload:
 
 
 WORKLOADS = [
-    Workload("hello", "PHP hello world (HTTP/1.1 keep-alive)", "/hello.php", 64),
+    Workload("hello", "PHP hello world (14 bytes)", "/hello.php", 64),
     Workload("static", "static file, 1 KiB", "/static/1k.txt", 64),
-    Workload("upload", "upload 1 MiB to PHP (POST)", "/upload.php", 16, lua="upload.lua"),
+    Workload("upload", "POST of 1 MiB to PHP, which reads it all", "/upload.php", 16,
+             lua="upload.lua"),
     Workload("php-100k", "PHP page of 100 KiB", "/big.php", 64),
-    Workload("h2c", "HTTP/2 (h2c), 8 connections x 16 streams, PHP hello", "/hello.php", 8,
+    Workload("h2c", "PHP hello world over HTTP/2", "/hello.php", 8,
              tool="h2load", streams=16),
-    Workload("tls-new", "new HTTPS connection per request, 1 KiB static", "/static/1k.txt", 16,
+    Workload("tls-new", "a new TLS connection per request, 1 KiB static file", "/static/1k.txt", 16,
              tool="wrk-tls"),
 ]
 
@@ -128,7 +129,7 @@ def parse_wrk(out: str) -> Load:
 def _h2load(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
     log = raw.with_suffix(".requests.tsv")
     argv = ["h2load", "-c", str(workload.connections), "-m", str(workload.streams),
-            "-D", f"{seconds:g}", "-H", f":authority: {HOST}", f"--log-file={log}",
+            "-D", f"{round(seconds * 1000)}ms", "-H", f":authority: {HOST}", f"--log-file={log}",
             f"http://127.0.0.1:{port}{workload.path}"]
     out = _run(argv, raw)
     return parse_h2load(out, log)

@@ -43,6 +43,10 @@ impl Channels {
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
             .max_concurrent_reset_streams(1024)
+            // The h2 default closes a connection after 1024 streams reset for a
+            // local error over its whole life; on a long-lived channel, clients
+            // that hang up early would add up to that. The peer is our own worker.
+            .max_local_error_reset_streams(None)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(std::io::Error::other)?;

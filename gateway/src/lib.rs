@@ -66,10 +66,16 @@ impl State {
         }
     }
 
-    /// The app answering `host`, if any.
+    /// The app answering `host`, if any (TLS: SNI has no path).
     pub fn app_for(&self, host: &str) -> Option<String> {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes.lookup(host).map(str::to_owned)
+    }
+
+    /// The app mounted at `path` on `host` (longest prefix), if any.
+    pub fn app_at(&self, host: &str, path: &str) -> Option<String> {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        routes.route(host, path).map(str::to_owned)
     }
 
     /// A channel to `app`; without one, waits a bounded time for one (a restarting worker),

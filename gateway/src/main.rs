@@ -15,10 +15,18 @@ fn main() -> anyhow::Result<()> {
     let init = bulkhead_gateway::control::receive_init(&control)?;
     sandbox::enter(&init.sandbox)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(runtime_threads())
         .thread_name("gateway")
         .enable_all()
         .build()?;
     sandbox::lock(&init.sandbox)?;
     rt.block_on(bulkhead_gateway::run(control, init))
+}
+
+/// Half the CPUs (at least one): the gateway shares the machine with the
+/// workers and php-fpm, and fewer threads mean fewer cross-thread wake-ups
+/// (measured on 2 cores: one thread served 8% more PHP requests than two).
+/// Multi-threaded even then, so keyholder calls can use `block_in_place`.
+fn runtime_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }

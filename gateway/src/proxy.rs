@@ -83,7 +83,7 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
     let host = request_host(&req).ok_or(ProxyError::NoHost)?.to_ascii_lowercase();
-    let app = app_for(state, &host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
+    let app = state.app_at(&host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
@@ -144,12 +144,6 @@ fn redirect_https(
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
     resp.headers_mut().insert(header::LOCATION, location);
     Some(resp)
-}
-
-/// The app mounted at `path` on `host` (longest prefix).
-fn app_for(state: &State, host: &str, path: &str) -> Option<String> {
-    let routes = state.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-    routes.route(host, path).map(str::to_owned)
 }
 
 /// The Host of a request: the HTTP/2 `:authority`, else the `Host` header.

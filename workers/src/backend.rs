@@ -17,7 +17,7 @@ use fastcgi_client::{Client, ClientError, Params, Request, StreamExt};
 use futures_util::Stream;
 use http::Response;
 use privsep::msg::Backend;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
@@ -180,6 +180,9 @@ impl Exchange {
     }
 }
 
+/// Bytes of FastCGI request records gathered before a write to the backend.
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// Sends the request through a guarded connection; returns the response stream.
 async fn open(
     io: Box<dyn Io>,
@@ -187,7 +190,9 @@ async fn open(
     body: Buffered,
     wait: Duration,
 ) -> Result<(impl Stream<Item = Item> + Unpin + Send, EndSeen), BackendError> {
-    let (guard, end) = RecordGuard::new(io);
+    // The client crate writes each record piece on its own and flushes once at
+    // the end: buffered, a small request leaves in one or two writes, not eight.
+    let (guard, end) = RecordGuard::new(BufWriter::with_capacity(WRITE_BUFFER, io));
     let request = Request::new_tokio(to_params(params), body.into_reader());
     let exchange = Client::new_tokio(guard).execute_once_stream(request);
     let stream = timeout(wait, exchange).await.map_err(|_| BackendError::Timeout)??;

@@ -47,13 +47,15 @@ pub fn empty() -> Body {
 /// A bounded channel and the body that drains it.
 pub fn channel() -> (mpsc::Sender<Chunk>, Body) {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    (tx, ChannelBody { rx, done: false }.boxed())
+    (tx, ChannelBody { rx, next: None, done: false }.boxed())
 }
 
 /// A body fed chunk by chunk from an mpsc channel.
 #[derive(Debug)]
 struct ChannelBody {
     rx: mpsc::Receiver<Chunk>,
+    /// A chunk taken early, while looking for the end behind a data chunk.
+    next: Option<Chunk>,
     done: bool,
 }
 
@@ -68,9 +70,21 @@ impl HttpBody for ChannelBody {
         if self.done {
             return Poll::Ready(None);
         }
-        let chunk = ready!(self.rx.poll_recv(cx));
+        let chunk = match self.next.take() {
+            Some(chunk) => Some(chunk),
+            None => ready!(self.rx.poll_recv(cx)),
+        };
         let frame = match chunk {
-            Some(Chunk::Data(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            Some(Chunk::Data(bytes)) => {
+                // When the end is already queued, say so with this chunk: the
+                // last DATA frame then carries END_STREAM, with no empty frame after.
+                match self.rx.try_recv() {
+                    Ok(Chunk::End) => self.done = true,
+                    Ok(next) => self.next = Some(next),
+                    Err(_) => {}
+                }
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
             Some(Chunk::End) => None,
             Some(Chunk::Fail(why)) => Some(Err(BodyError(why))),
             None => Some(Err(BodyError("the producer stopped before the end".into()))),
@@ -94,6 +108,21 @@ mod tests {
         tx.send(Chunk::Data("a".into())).await.expect("open");
         tx.send(Chunk::End).await.expect("open");
         assert_eq!(body.collect().await.expect("complete").to_bytes(), "a");
+    }
+
+    #[tokio::test]
+    async fn a_queued_end_marks_the_last_chunk_as_the_end() {
+        let (tx, mut body) = channel();
+        tx.send(Chunk::Data("a".into())).await.expect("open");
+        tx.send(Chunk::Data("b".into())).await.expect("open");
+        tx.send(Chunk::End).await.expect("open");
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), "a");
+        assert!(!body.is_end_stream());
+        let last = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(last.into_data().expect("data"), "b");
+        assert!(body.is_end_stream(), "the end was queued behind the last chunk");
+        assert!(body.frame().await.is_none());
     }
 
     #[tokio::test]

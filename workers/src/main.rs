@@ -22,8 +22,9 @@ fn main() -> anyhow::Result<()> {
     sandbox::enter(&init.sandbox).context("entering the sandbox")?;
     let profile = init.sandbox.clone();
     let app = bulkhead_worker::App::new(*init).context("app configuration")?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // One thread: a worker only moves bytes between the gateway and php-fpm, and
+    // one thread spares the cross-thread wake-ups and stacks (`workers = N` scales out).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     sandbox::lock(&profile).context("locking the sandbox")?;
     control.send(&ToBroker::Ready, &[])?;
     runtime.block_on(async {

@@ -12,7 +12,7 @@
 //! [`mime`]: crate::mime
 //! [`conditional`]: crate::conditional
 
-use std::io::SeekFrom;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
@@ -21,7 +21,7 @@ use http::header::{
     ETAG, LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use crate::body::{self, Body, Chunk};
 use crate::conditional::{self, Part, Validators};
@@ -30,6 +30,8 @@ use crate::path::is_script_file;
 
 /// Bytes read from the file per chunk.
 const CHUNK: usize = 64 * 1024;
+/// Files (or ranges) up to this size are read at once and sent as one body.
+const SMALL_FILE: u64 = 64 * 1024;
 
 /// Precompressed siblings, in order of preference: (file suffix, coding).
 const ENCODINGS: &[(&str, &str)] = &[("br", "br"), ("gz", "gzip")];
@@ -64,8 +66,10 @@ pub async fn serve(path: &Path, req: StaticRequest<'_>) -> Result<Response<Body>
     }
     let variant = Variant::choose(path, req.headers, req.root);
     let read_err = |source| StaticError::Read { path: variant.path.display().to_string(), source };
-    let mut file = tokio::fs::File::open(&variant.path).await.map_err(read_err)?;
-    let meta = file.metadata().await.map_err(read_err)?;
+    // Local metadata and small reads are done in place, as nginx does: a trip
+    // through the blocking pool costs more than the read itself.
+    let mut file = std::fs::File::open(&variant.path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
     let validators = Validators::of(&meta);
     let mut headers = variant.headers(path, &validators);
     if conditional::not_modified(req.headers, &validators) {
@@ -89,8 +93,13 @@ pub async fn serve(path: &Path, req: StaticRequest<'_>) -> Result<Response<Body>
     if req.method == Method::HEAD {
         return Ok(response(status, headers, body::empty()));
     }
-    file.seek(SeekFrom::Start(first)).await.map_err(read_err)?;
-    Ok(response(status, headers, stream(file, count)))
+    file.seek(SeekFrom::Start(first)).map_err(read_err)?;
+    if count <= SMALL_FILE {
+        let mut bytes = vec![0u8; usize::try_from(count).unwrap_or(0)];
+        file.read_exact(&mut bytes).map_err(read_err)?;
+        return Ok(response(status, headers, body::full(bytes)));
+    }
+    Ok(response(status, headers, stream(tokio::fs::File::from_std(file), count)))
 }
 
 fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
