@@ -235,17 +235,21 @@ def error_notes(rows: list[Row]) -> list[str]:
 
 def run_density(args, fpm: PhpFpm, spawner: procs.Spawner):
     rows, notes = [], []
-    for n in args.density:
-        say(f"density: starting Bulkhead with {n} apps")
-        try:
-            row = density.measure(n, args.tmp / f"density-{n}", fpm.socket, BULKHEAD, spawner)
-        except (RuntimeError, OSError) as err:
-            say(f"density {n}: {err}")
-            notes.append(f"density with {n} apps failed: {err}")
-            continue
-        rows.append(row)
-        say(f"density {n}: startup {row.startup_s:.2f} s, RSS {row.rss_kib / 1024:.1f} MiB, "
-            f"{row.processes} processes, first request {row.first_ms:.1f} ms")
+    for on_demand in (False, True):
+        mode = "on-demand" if on_demand else "eager"
+        for n in args.density:
+            say(f"density: starting Bulkhead with {n} apps ({mode})")
+            dir = args.tmp / f"density-{mode}-{n}"
+            try:
+                row = density.measure(n, dir, fpm.socket, BULKHEAD, spawner, on_demand)
+            except (RuntimeError, OSError) as err:
+                say(f"density {n} ({mode}): {err}")
+                notes.append(f"density with {n} apps ({mode}) failed: {err}")
+                continue
+            rows.append(row)
+            say(f"density {n} ({mode}): startup {row.startup_s:.2f} s, "
+                f"RSS {row.rss_kib / 1024:.1f} MiB, {row.processes} processes, "
+                f"first request {row.first_ms:.1f} ms")
     return rows, notes
 
 

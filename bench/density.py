@@ -1,11 +1,16 @@
 """Tenant density: Bulkhead with N apps, each with its own document root, all on the
-shared php-fpm socket.
+shared php-fpm socket, with workers started eagerly or on demand.
 
 For each N: the time from starting the broker until every app has answered, the memory
 of all Bulkhead processes once idle, and the latency of the very first request to an app
 (one that nothing has touched since start: its worker has served nothing and php-fpm has
 not compiled its script). The apps are probed in order; the last few are kept untouched
 until all others answer, then each gets one timed request, then a second (warm) one.
+
+On demand (`on_demand = true`), no worker runs until an app's first request: startup is
+until the first app answers, memory is read with nothing else touched (the idle cost of
+configured-but-unused apps), and the first request to a fresh app includes starting its
+worker (the cold start).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class DensityRow:
     worker_pss_kib: float
     first_ms: float  # median over the fresh apps
     second_ms: float
+    mode: str = "eager"  # or "on-demand"
     note: str = ""
 
 
@@ -53,14 +59,16 @@ def make_roots(base: Path, n: int) -> list[tuple[str, Path]]:
 
 
 def measure(n: int, dir: Path, fpm_socket: Path, binary: Path,
-            spawner: procs.Spawner) -> DensityRow:
+            spawner: procs.Spawner, on_demand: bool = False) -> DensityRow:
     apps = make_roots(dir / "roots", n)
     server = Bulkhead(f"bulkhead-{n}", dir / "bulkhead", site=dir, fpm_socket=fpm_socket,
-                      binary=binary, apps=apps)
+                      binary=binary, apps=apps, on_demand=on_demand)
     fresh = apps[n - max(1, min(FRESH_APPS, n // 2)):]
     started = time.monotonic()
     server.proc = spawner.start(server.argv(), server.log, env=server.env())
     try:
+        if on_demand:
+            return _measure_on_demand(n, server, apps[0][0], fresh, started)
         for name, _root in apps[: len(apps) - len(fresh)]:
             _poll(server.port, name, started)
         first = [_timed(server.port, name, started) for name, _root in fresh]
@@ -70,6 +78,21 @@ def measure(n: int, dir: Path, fpm_socket: Path, binary: Path,
         return _memory_row(n, server, startup, first, second)
     finally:
         spawner.stop(server.proc)
+
+
+def _measure_on_demand(n: int, server: Bulkhead, probe: str, fresh: list,
+                       started: float) -> DensityRow:
+    """One app woken to know the gateway serves; memory with the rest untouched; then
+    the cold and warm requests to the fresh apps."""
+    _poll(server.port, probe, started)
+    startup = time.monotonic() - started
+    time.sleep(SETTLE)
+    idle = _memory_row(n, server, startup, [0.0], [0.0])
+    first = [_timed(server.port, name, started) for name, _root in fresh]
+    second = [_timed(server.port, name, started) for name, _root in fresh]
+    idle.first_ms, idle.second_ms = statistics.median(first), statistics.median(second)
+    idle.mode, idle.note = "on-demand", ""
+    return idle
 
 
 def _poll(port: int, app: str, started: float) -> None:

@@ -147,7 +147,9 @@ def targets_table(rows: list[Row], density: list[DensityRow]) -> str:
 
 
 def idle_cost(density: list[DensityRow]) -> float | None:
-    """(RSS_N - RSS_smallest) / (N - smallest), in KiB, for the largest N."""
+    """(RSS_N - RSS_smallest) / (N - smallest), in KiB, for the largest N, with a worker
+    running for every app (eager mode)."""
+    density = [row for row in density if row.mode == "eager"]
     if len(density) < 2:
         return None
     base, top = density[0], density[-1]
@@ -155,19 +157,22 @@ def idle_cost(density: list[DensityRow]) -> float | None:
 
 
 def density_table(density: list[DensityRow]) -> str:
-    header = ["apps", "startup s", "processes", "RSS MiB", "PSS MiB", "idle RSS/app MiB",
-              "idle PSS/app MiB", "worker RSS MiB (median)", "worker PSS MiB (median)",
-              "first request ms", "second request ms"]
+    header = ["mode", "apps", "startup s", "processes", "RSS MiB", "PSS MiB",
+              "idle RSS/app MiB", "idle PSS/app MiB", "worker RSS MiB (median)",
+              "worker PSS MiB (median)", "first request ms", "second request ms"]
     out = []
-    base = density[0] if density else None
+    bases = {}
     for row in density:
+        bases.setdefault(row.mode, row)
+    for row in density:
+        base = bases[row.mode]
         per_rss = per_pss = "–"
         if base and row.apps > base.apps:
             per_rss = _mib((row.rss_kib - base.rss_kib) / (row.apps - base.apps))
             per_pss = _mib((row.pss_kib - base.pss_kib) / (row.apps - base.apps))
         apps = str(row.apps) + (f" ({row.note})" if row.note else "")
         out.append([
-            apps, _num(row.startup_s, 2), str(row.processes), _mib(row.rss_kib),
+            row.mode, apps, _num(row.startup_s, 2), str(row.processes), _mib(row.rss_kib),
             _mib(row.pss_kib), per_rss, per_pss, _mib(row.worker_rss_kib),
             _mib(row.worker_pss_kib), _num(row.first_ms, 1), _num(row.second_ms, 1),
         ])

@@ -299,6 +299,7 @@ class Bulkhead(Server):
     with_tls: bool = True
     apps: list[tuple[str, Path]] = field(default_factory=list)  # extra (name, root) apps
     tls_refused: str = ""  # why `bulkhead check` refused the TLS settings, if it did
+    on_demand: bool = False  # extra apps start their worker at their first request
 
     def __post_init__(self) -> None:
         if not self.with_tls:
@@ -358,6 +359,8 @@ class Bulkhead(Server):
             ]
             if self.tls:
                 lines.append(f'tls = {{ cert = "{self.tls[0]}", key = "{self.tls[1]}" }}')
+            if self.on_demand and name != "bench":
+                lines.append("on_demand = true")
             lines += ["[app.limits]", 'max_body = "2M"']
         return "\n".join(lines) + "\n"
 
