@@ -1,4 +1,4 @@
-//! An application nobody on the team wrote, as Debian installs it: Adminer (package
+//! A third-party application, as Debian installs it: Adminer (package
 //! `adminer`, source tree in `/usr/share/adminer/adminer`), served unchanged through
 //! Bulkhead and real php-fpm. Its login page renders without a database.
 
