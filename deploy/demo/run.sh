@@ -136,7 +136,13 @@ main() {
     write_config
     "$repo_dir/target/release/bulkhead" check --config "$run_dir/bulkhead.toml"
     usage_hint
-    "$repo_dir/target/release/bulkhead" run --config "$run_dir/bulkhead.toml"
+    # In the background, so that SIGTERM/SIGINT reach this script at once: it
+    # passes them on, waits for Bulkhead to drain, and the EXIT trap stops php-fpm.
+    "$repo_dir/target/release/bulkhead" run --config "$run_dir/bulkhead.toml" &
+    bulkhead_pid=$!
+    trap 'kill -TERM "$bulkhead_pid" 2>/dev/null || true' TERM INT
+    wait "$bulkhead_pid" || true
+    wait "$bulkhead_pid" 2>/dev/null || true
 }
 
 main "$@"

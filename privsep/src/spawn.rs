@@ -4,7 +4,8 @@
 //! broker's memory (secrets, config) survives into them. The environment is
 //! emptied except for the variables named by the caller; stdin is /dev/null,
 //! stdout and stderr are inherited for logging. The only descriptor a child
-//! inherits besides 0–2 is its control socket.
+//! inherits besides 0–2 is its control socket. SIGINT and SIGTERM are ignored in
+//! children: they stop on the broker's word.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
@@ -30,11 +31,28 @@ pub fn spawn_child(
     }
     let src = control.as_raw_fd();
     // SAFETY: the closure runs between fork and exec in the child and calls
-    // only async-signal-safe functions (dup2, fcntl); it allocates nothing.
+    // only async-signal-safe functions (dup2, fcntl, sigaction); it allocates nothing.
     unsafe {
-        cmd.pre_exec(move || place_control_fd(src));
+        cmd.pre_exec(move || {
+            ignore_stop_signals()?;
+            place_control_fd(src)
+        });
     }
     cmd.spawn()
+}
+
+/// Children stop when the broker tells them to (or when it is gone), never on a
+/// SIGINT/SIGTERM meant for the broker: a Ctrl-C reaches the whole process
+/// group, and a child that died on it could not finish its requests. Ignored
+/// dispositions survive exec; SIGKILL still works.
+fn ignore_stop_signals() -> std::io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction-based `signal` is async-signal-safe; SIG_IGN needs no handler.
+        if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Moves `src` to [`CONTROL_FD`] and clears close-on-exec on it.

@@ -143,6 +143,12 @@ impl Bulkhead {
         let _ = kill(nix_pid(self.pid()), signal);
     }
 
+    /// Sends `signal` to the broker's whole process group, as a terminal's Ctrl-C does.
+    pub fn signal_group(&self, signal: Signal) {
+        self.remember(&procfs::descendants(self.pid()));
+        let _ = nix::sys::signal::killpg(nix_pid(self.pid()), signal);
+    }
+
     /// Waits up to `timeout` for the broker to exit; `None` if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.exited.is_none() {

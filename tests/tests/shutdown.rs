@@ -1,6 +1,7 @@
 //! SIGTERM: the gateway stops accepting, the requests in flight finish (a PHP `sleep(2)`
 //! each), the broker exits 0 and none of its children outlives it; a request slower than
-//! `shutdown_timeout` is cut at the deadline and the broker still exits 0.
+//! `shutdown_timeout` is cut at the deadline and the broker still exits 0. A Ctrl-C, which
+//! reaches the whole process group, drains the same way: children stop on the broker's word.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,17 @@ fn sigterm_lets_slow_requests_finish_and_exits_0() {
     }
     let log = stack.bulkhead.log();
     assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn ctrl_c_to_the_process_group_drains_like_sigterm() {
+    let mut stack = slow_stack("10s");
+    let load = slow_requests(&stack, 2, 2);
+    stack.bulkhead.signal_group(Signal::SIGINT);
+    let status = stack.bulkhead.wait_exit(Duration::from_secs(20));
+    let report = load.finish();
+    assert_eq!(report.ok, 2, "the children must not die of the group's SIGINT: {report}");
+    assert_eq!(status.expect("the broker did not exit").code(), Some(0));
 }
 
 #[test]
