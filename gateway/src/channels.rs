@@ -40,8 +40,9 @@ impl Channels {
         let stream = tokio::net::UnixStream::from_std(std_stream)?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20)
+            .initial_stream_window_size(2 << 20)
+            .initial_connection_window_size(8 << 20)
+            .max_frame_size(64 << 10)
             .max_concurrent_reset_streams(1024)
             // The h2 default closes a connection after 1024 streams reset for a
             // local error over its whole life; on a long-lived channel, clients

@@ -60,6 +60,14 @@ pub use app::{App, AppError};
 /// answers 431 rather than the HTTP/2 layer refusing the stream.
 const MAX_HEADER_LIST: u32 = 1024 * 1024;
 
+/// HTTP/2 frame size on the gateway channel (the protocol's default is 16 KiB).
+const CHANNEL_FRAME: u32 = 64 * 1024;
+/// Flow-control windows on the gateway channel: a 1 MiB upload needs no window update.
+const CHANNEL_STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CHANNEL_CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+/// Requests one channel carries at once (the gateway queues beyond that).
+const CHANNEL_STREAMS: u32 = 1024;
+
 /// Why the worker stopped serving its channel.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -90,7 +98,14 @@ where
 {
     let service = service_fn(move |req| handler::handle(Arc::clone(&app), req));
     let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder.max_header_list_size(MAX_HEADER_LIST);
+    builder
+        .max_header_list_size(MAX_HEADER_LIST)
+        // Larger frames and windows than HTTP/2's defaults: the channel is a local
+        // socketpair, so fewer, bigger frames cost less than flow-control round trips.
+        .max_frame_size(CHANNEL_FRAME)
+        .initial_stream_window_size(CHANNEL_STREAM_WINDOW)
+        .initial_connection_window_size(CHANNEL_CONNECTION_WINDOW)
+        .max_concurrent_streams(CHANNEL_STREAMS);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
