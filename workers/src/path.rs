@@ -204,13 +204,19 @@ impl Root {
     /// The canonical regular file at `uri`, `None` if there is none, an error if
     /// it resolves (through a symlink) outside the root.
     fn lookup(&self, uri: &str) -> Result<Option<PathBuf>, PathError> {
-        let Ok(real) = std::fs::canonicalize(self.join(uri)) else {
+        let joined = self.join(uri);
+        // One stat answers "no such file" (the common miss: index and try_files
+        // probes); only an existing file pays for resolving every component.
+        if !is_regular_file(&joined) {
+            return Ok(None);
+        }
+        let Ok(real) = std::fs::canonicalize(&joined) else {
             return Ok(None);
         };
         if !real.starts_with(&self.dir) {
             return Err(PathError::Escapes(uri.to_owned()));
         }
-        Ok(is_regular_file(&real).then_some(real))
+        Ok(Some(real))
     }
 
     fn join(&self, uri: &str) -> PathBuf {

@@ -156,9 +156,13 @@ impl Variant {
 fn sibling(path: &Path, suffix: &str, root: &Path) -> Option<PathBuf> {
     let mut name = path.file_name()?.to_owned();
     name.push(format!(".{suffix}"));
-    let real = std::fs::canonicalize(path.with_file_name(name)).ok()?;
-    let regular = std::fs::metadata(&real).is_ok_and(|m| m.is_file());
-    (regular && real.starts_with(root)).then_some(real)
+    let candidate = path.with_file_name(name);
+    // One stat rules out the usual case, no precompressed sibling at all.
+    if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let real = std::fs::canonicalize(candidate).ok()?;
+    real.starts_with(root).then_some(real)
 }
 
 /// Whether Accept-Encoding allows `coding` (listed or `*`, and not with `q=0`).
