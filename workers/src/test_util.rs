@@ -1,5 +1,5 @@
-//! Helpers for unit tests: a self-deleting temporary directory. Test-only; never
-//! compiled into the worker.
+//! Test helpers (unit tests, and the integration tests by `#[path]`): a self-deleting
+//! temporary directory. Test-only; never compiled into the worker.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ impl TempDir {
     pub fn new() -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir =
-            std::env::temp_dir().join(format!("bulkhead-worker-unit-{}-{n}", std::process::id()));
+            std::env::temp_dir().join(format!("bulkhead-worker-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir is writable");
         Self(dir.canonicalize().expect("temp dir exists"))
     }

@@ -3,9 +3,8 @@
 //! the worker's real `serve_connection`.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -17,39 +16,10 @@ use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use tokio::net::UnixStream;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory under the system temp dir, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("bulkhead-worker-it-{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&dir).expect("temp dir is writable");
-        Self(dir.canonicalize().expect("temp dir exists"))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Creates `rel` (and its parents) with `contents`.
-    pub fn file(&self, rel: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(rel);
-        std::fs::create_dir_all(path.parent().expect("a file has a parent")).expect("mkdir");
-        std::fs::write(&path, contents).expect("write");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The unit tests' temporary directory, the same source file: one helper, not two.
+#[path = "../../src/test_util.rs"]
+mod test_util;
+pub use test_util::TempDir;
 
 /// An app spec rooted at `root` whose backend listens on `socket`.
 pub fn spec(root: &Path, socket: &Path) -> WorkerInit {
