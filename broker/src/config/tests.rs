@@ -402,3 +402,15 @@ fn worker_counts_and_idle_timeouts_are_checked() {
     assert!(text.contains("app[0].workers: 0 is not between 1 and 64"), "{text}");
     assert!(text.contains("app[0].idle_timeout: applies only with on_demand = true"), "{text}");
 }
+
+#[test]
+fn control_socket_and_shutdown_timeout_are_checked() {
+    let fx = Fixture::new();
+    let text = FULL
+        .replace("/run/test/bulkhead.sock", "relative/bulkhead.sock")
+        .replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"soon\"");
+    let err = fx.parse_env(&text, &[("BLOG_API_KEY", "k")]).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("control_socket:"), "{text}");
+    assert!(text.contains("shutdown_timeout:"), "{text}");
+}
