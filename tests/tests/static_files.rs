@@ -131,7 +131,10 @@ fn precompressed_siblings_follow_accept_encoding() {
     let plain = get(&client, "/app.js", &[("accept-encoding", "identity")]);
     assert_eq!(plain.header("content-encoding"), None, "{plain:?}");
     assert_eq!(plain.text(), "console.log('plain')");
-    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(plain.header("vary"), None, "no coding accepted, no sibling looked up");
+    let refused = get(&client, "/app.js", &[("accept-encoding", "br;q=0, gzip")]);
+    assert_eq!(refused.header("content-encoding"), Some("gzip"), "{refused:?}");
+    assert_eq!(refused.header("vary"), Some("Accept-Encoding"));
 }
 
 #[test]

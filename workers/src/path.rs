@@ -205,8 +205,12 @@ impl Root {
     /// it resolves (through a symlink) outside the root.
     fn lookup(&self, uri: &str) -> Result<Option<PathBuf>, PathError> {
         let joined = self.join(uri);
-        // One stat answers "no such file" (the common miss: index and try_files
-        // probes); only an existing file pays for resolving every component.
+        match self.plain_file(uri) {
+            Plain::File => return Ok(Some(joined)),
+            Plain::Missing => return Ok(None),
+            Plain::Symlink => {}
+        }
+        // A symlink on the way: only resolving every component says where it leads.
         if !is_regular_file(&joined) {
             return Ok(None);
         }
@@ -219,9 +223,48 @@ impl Root {
         Ok(Some(real))
     }
 
+    /// Walks `uri` (normalised: no `.`, `..` or empty segment) below the canonical
+    /// root with one `lstat` per component. Without a symlink on the way, the joined
+    /// path is already canonical, so the common case costs as many syscalls as the
+    /// path has components below the root, not one per component from `/`.
+    fn plain_file(&self, uri: &str) -> Plain {
+        let mut path = self.dir.clone();
+        let mut segments = uri.split('/').filter(|s| !s.is_empty()).peekable();
+        while let Some(segment) = segments.next() {
+            if segment == "." || segment == ".." {
+                return Plain::Symlink;
+            }
+            path.push(segment);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                return Plain::Missing;
+            };
+            let kind = meta.file_type();
+            let last = segments.peek().is_none();
+            if kind.is_symlink() {
+                return Plain::Symlink;
+            } else if last && kind.is_file() {
+                return Plain::File;
+            } else if last || !kind.is_dir() {
+                return Plain::Missing;
+            }
+        }
+        Plain::Missing
+    }
+
     fn join(&self, uri: &str) -> PathBuf {
         self.dir.join(uri.trim_start_matches('/'))
     }
+}
+
+/// What [`Root::plain_file`] found.
+enum Plain {
+    /// A regular file, reached through directories only.
+    File,
+    /// Nothing, or not a regular file.
+    Missing,
+    /// A symlink (or a `..` from configuration) on the way: only full resolution
+    /// can tell.
+    Symlink,
 }
 
 fn is_regular_file(path: &Path) -> bool {

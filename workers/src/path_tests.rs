@@ -117,6 +117,52 @@ fn refuses_symlinks_out_of_the_root() {
 }
 
 #[test]
+fn refuses_a_symlinked_directory_out_of_the_root() {
+    let outside = TempDir::new();
+    outside.file("lib/secret.php", "<?php");
+    outside.file("lib/style.css", "x");
+    let dir = TempDir::new();
+    std::os::unix::fs::symlink(outside.path().join("lib"), dir.path().join("lib")).expect("link");
+    let r = root(&dir, None);
+    assert!(matches!(r.resolve("/lib/secret.php"), Err(PathError::Escapes(_))));
+    assert!(matches!(r.resolve("/lib/style.css"), Err(PathError::Escapes(_))));
+}
+
+#[test]
+fn follows_symlinks_that_stay_in_the_root_to_the_canonical_file() {
+    let dir = TempDir::new();
+    let real = dir.file("releases/v2/app.php", "<?php");
+    let css = dir.file("releases/v2/site.css", "x");
+    std::os::unix::fs::symlink(dir.path().join("releases/v2"), dir.path().join("current"))
+        .expect("link");
+    let r = root(&dir, None);
+    assert_eq!(expect_script(r.resolve("/current/app.php").expect("maps")).filename, real);
+    assert_eq!(r.resolve("/current/site.css").expect("maps"), Target::Static(css));
+}
+
+#[test]
+fn finds_nested_files_and_nothing_under_a_file() {
+    let dir = TempDir::new();
+    let deep = dir.file("a/b/c/page.html", "x");
+    dir.file("plain.txt", "x");
+    let r = root(&dir, None);
+    assert_eq!(r.resolve("/a/b/c/page.html").expect("maps"), Target::Static(deep));
+    assert!(matches!(r.resolve("/plain.txt/x.css"), Err(PathError::NotFound(_))));
+    assert!(matches!(r.resolve("/a/b/missing.css"), Err(PathError::NotFound(_))));
+    assert!(matches!(r.resolve("/plain.txt/x.php"), Err(PathError::NoScript(_))));
+}
+
+#[test]
+fn a_dot_dot_front_controller_cannot_leave_the_root() {
+    let outside = TempDir::new();
+    outside.file("evil.php", "<?php");
+    let dir = TempDir::new();
+    let name = outside.path().file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+    let r = root(&dir, Some(&format!("/../{name}/evil.php")));
+    assert!(r.resolve("/anything").is_err());
+}
+
+#[test]
 fn redirects_a_directory_with_an_index_to_its_slash() {
     let dir = TempDir::new();
     dir.file("docs/index.html", "hi");

@@ -3,8 +3,8 @@
 //! GET and HEAD only. The Content-Type comes from [`mime`], validators and ranges
 //! from [`conditional`]: 304 for a current copy, 206 for one byte range, 416 for a
 //! range past the end. A `.br` or `.gz` sibling (inside the root) is served instead,
-//! with Content-Encoding, when the client accepts that encoding, and such files are
-//! always `Vary: Accept-Encoding`. The body is streamed in chunks through a bounded
+//! with Content-Encoding, when the client accepts that encoding; siblings are only
+//! looked for when it does, and an answer that found one is `Vary: Accept-Encoding`. The body is streamed in chunks through a bounded
 //! channel. This module must never be handed a script (path mapping refuses those)
 //! and re-checks that anyway, so PHP source never leaves the worker whatever the
 //! state of the backend.
@@ -93,7 +93,9 @@ pub async fn serve(path: &Path, req: StaticRequest<'_>) -> Result<Response<Body>
     if req.method == Method::HEAD {
         return Ok(response(status, headers, body::empty()));
     }
-    file.seek(SeekFrom::Start(first)).map_err(read_err)?;
+    if first > 0 {
+        file.seek(SeekFrom::Start(first)).map_err(read_err)?;
+    }
     if count <= SMALL_FILE {
         let mut bytes = vec![0u8; usize::try_from(count).unwrap_or(0)];
         file.read_exact(&mut bytes).map_err(read_err)?;
@@ -125,10 +127,13 @@ struct Variant {
 impl Variant {
     fn choose(path: &Path, headers: &HeaderMap, root: &Path) -> Self {
         let mut variant = Self { path: path.to_owned(), encoding: None, vary: false };
-        for (suffix, coding) in ENCODINGS {
+        // Only codings the client takes are looked for: a client that takes none
+        // costs no stat, and its identity answer is right for everyone (nginx's
+        // `gzip_static` without `gzip_vary` answers the same).
+        for (suffix, coding) in ENCODINGS.iter().filter(|(_, coding)| accepts(headers, coding)) {
             let Some(sibling) = sibling(path, suffix, root) else { continue };
             variant.vary = true;
-            if variant.encoding.is_none() && accepts(headers, coding) {
+            if variant.encoding.is_none() {
                 variant.path = sibling;
                 variant.encoding = Some(coding);
             }
