@@ -73,8 +73,8 @@ descendants() {
 }
 
 build() {
-    say "building Bulkhead (cargo build --release --workspace --bins)"
-    (cd "$repo_dir" && cargo build --release --workspace --bins)
+    say "building Bulkhead (scripts/build-release.sh)"
+    "$repo_dir/scripts/build-release.sh"
 }
 
 main() {

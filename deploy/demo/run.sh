@@ -44,8 +44,8 @@ ensure_php_fpm() {
 }
 
 build() {
-    say "building (cargo build --release --workspace --bins)"
-    (cd "$repo_dir" && cargo build --release --workspace --bins)
+    say "building (scripts/build-release.sh)"
+    "$repo_dir/scripts/build-release.sh"
 }
 
 fpm_config() {

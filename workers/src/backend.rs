@@ -9,6 +9,7 @@
 //! malformed or timed-out exchange as a complete response.
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -127,7 +128,7 @@ impl BackendError {
 async fn connect(backend: &Backend, wait: Duration) -> Result<Box<dyn Io>, BackendError> {
     let attempt = async {
         Ok::<Box<dyn Io>, std::io::Error>(match backend {
-            Backend::Unix(path) => Box::new(UnixStream::connect(path).await?),
+            Backend::Unix(path) => Box::new(connect_unix(path)?),
             Backend::Tcp(addr) => {
                 let stream = TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;
@@ -140,6 +141,17 @@ async fn connect(backend: &Backend, wait: Duration) -> Result<Box<dyn Io>, Backe
         Ok(Err(source)) => Err(BackendError::Unavailable { backend: backend.to_string(), source }),
         Ok(Ok(io)) => Ok(io),
     }
+}
+
+/// A Unix-socket connect completes or fails at once (a full listen backlog is
+/// `EAGAIN`, as with tokio's own connect), so it is done in place: no wait for
+/// writability and no `SO_ERROR` read, one reactor turn and one syscall less per
+/// request than `UnixStream::connect`.
+fn connect_unix(path: &Path) -> std::io::Result<UnixStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+    socket.connect(&SockAddr::unix(path)?)?;
+    UnixStream::from_std(std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(socket)))
 }
 
 /// One exchange's task: its deadlines and where its results go.
