@@ -53,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--servers", default="bulkhead,nginx,caddy")
     p.add_argument("--php-children", type=int, default=4)
     p.add_argument("--no-bulkhead-tls", dest="bulkhead_tls", action="store_false",
-                   help="leave listen_tls out of Bulkhead's config (tls-new is then skipped)")
+                   help="leave listen_tls out of Bulkhead's config (the TLS workloads are then skipped)")
     args = p.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
@@ -127,7 +127,7 @@ EXPECTED = {  # workload -> (method, body to send, length of the expected body)
 
 def check(server: Server, workload: Workload) -> str | None:
     """Why `server` cannot run `workload` (a wrong answer, no listener), or None."""
-    if workload.tool == "wrk-tls":
+    if workload.tool in load.TLS_TOOLS:
         if server.tls_skip_reason:
             return server.tls_skip_reason
         port = server.tls_port
@@ -157,7 +157,7 @@ def _curl_check(args: list[str], want: str) -> str | None:
 
 
 def port_for(server: Server, workload: Workload) -> int:
-    if workload.tool == "wrk-tls":
+    if workload.tool in load.TLS_TOOLS:
         return server.tls_port
     return server.h2_port if workload.tool == "h2load" else server.port
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class Workload:
     title: str
     path: str
     connections: int
-    tool: str = "wrk"  # "wrk" | "h2load" | "wrk-tls"
+    tool: str = "wrk"  # "wrk" | "h2load" | "wrk-tls" | "h2load-tls"
     lua: str | None = None
     streams: int = 1  # h2load -m
 
@@ -56,9 +57,13 @@ WORKLOADS = [
     Workload("php-100k", "PHP page of 100 KiB", "/big.php", 64),
     Workload("h2c", "PHP hello world over HTTP/2", "/hello.php", 8,
              tool="h2load", streams=16),
-    Workload("tls-new", "a new TLS connection per request, 1 KiB static file", "/static/1k.txt", 16,
-             tool="wrk-tls"),
+    Workload("tls-new", "a new TLS connection per request, session resumed, 1 KiB static file",
+             "/static/1k.txt", 16, tool="wrk-tls"),
+    Workload("tls-full", "a new TLS connection per request, full handshake, 1 KiB static file",
+             "/static/1k.txt", 64, tool="h2load-tls"),
 ]
+
+TLS_TOOLS = ("wrk-tls", "h2load-tls")
 
 
 def run(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
@@ -66,6 +71,8 @@ def run(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
     `raw` (and h2load's request log beside it)."""
     if workload.tool == "h2load":
         return _h2load(workload, port, seconds, raw)
+    if workload.tool == "h2load-tls":
+        return _h2load_full_handshakes(workload, port, seconds, raw)
     return _wrk(workload, port, seconds, raw)
 
 
@@ -133,6 +140,53 @@ def _h2load(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
             f"http://127.0.0.1:{port}{workload.path}"]
     out = _run(argv, raw)
     return parse_h2load(out, log)
+
+
+def _h2load_full_handshakes(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
+    """Rounds of `connections` new HTTPS connections, one request each, until `seconds`
+    have passed. wrk keeps a connection's TLS session and resumes it on the next one (the
+    `tls-new` workload), so it never makes a server sign; h2load starts every client with
+    a fresh session, so each connection is a full handshake with a signature. Only the
+    time h2load reports for its rounds counts (not its start-up between them). Latency
+    percentiles are not measured: h2load's log times the request, not the handshake."""
+    url = f"https://{HOST}:{port}{workload.path}"
+    n = str(workload.connections)
+    argv = [*_resolving_host(raw.parent), "h2load", "--h1", "-c", n, "-n", n, "-m", "1", url]
+    total = Load(requests=0, seconds=0.0, rps=0.0, p50_ms=float("nan"), p99_ms=float("nan"),
+                 errors=0)
+    outputs, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
+        outputs.append(out)
+        one = parse_h2load_counts(out)
+        total.requests += one.requests
+        total.seconds += one.seconds
+        total.errors += one.errors
+    raw.write_text("\n".join(outputs))
+    if not total.seconds:
+        raise RuntimeError("h2load ran no round")
+    total.rps = total.requests / total.seconds
+    return total
+
+
+def parse_h2load_counts(out: str) -> Load:
+    """Requests, duration and errors of one h2load run; no latencies."""
+    finished = re.search(r"finished in ([\d.]+)(\w+), ([\d.]+) req/s", out)
+    counts = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not (finished and counts and codes):
+        raise ValueError(f"unexpected h2load output:\n{out}")
+    _total, _started, done, _ok, failed, errored, timeout = map(int, counts.groups())
+    return Load(
+        requests=done,
+        seconds=_duration_ms(finished.group(1) + finished.group(2)) / 1000,
+        rps=float(finished.group(3)),
+        p50_ms=float("nan"),
+        p99_ms=float("nan"),
+        errors=max(done - int(codes.group(1)), failed) + errored + timeout,
+    )
 
 
 def parse_h2load(out: str, log: Path) -> Load:

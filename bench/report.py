@@ -63,7 +63,8 @@ def workloads_table(workloads: list[Workload]) -> str:
     out = []
     for w in workloads:
         how = {"wrk": "wrk, HTTP/1.1 keep-alive", "h2load": "h2load, h2c prior knowledge",
-               "wrk-tls": "wrk, `Connection: close` over TLS"}[w.tool]
+               "wrk-tls": "wrk, `Connection: close` over TLS",
+               "h2load-tls": "h2load rounds, one request per TLS connection"}[w.tool]
         conns = f"{w.connections}" + (f" × {w.streams} streams" if w.streams > 1 else "")
         out.append([w.key, w.title, f"`{w.path}`", how, conns])
     return table(["workload", "what", "path", "client", "connections"], out)

@@ -7,7 +7,10 @@
 //! with a deadline of [`SIGN_DEADLINE`]. On a multi-thread runtime the wait
 //! runs inside `block_in_place`, so other connections keep being served
 //! (this also covers a second ClientHello after a HelloRetryRequest, which
-//! rustls handles inside a poll). Requests on one channel are serialised.
+//! rustls handles inside a poll); on the one-thread runtime of a small machine
+//! it blocks that thread for the round trip (a hung keyholder stalls the
+//! gateway once, for at most the deadline, and is then marked broken).
+//! Requests on one channel are serialised.
 //!
 //! Any failure — timeout, closed channel, malformed or mismatched answer —
 //! marks the channel broken: every later handshake fails at once (no panic)

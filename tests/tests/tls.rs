@@ -63,6 +63,14 @@ fn gateway_memory_holds_no_private_key_after_1000_handshakes() {
         assert!(summary.contains("50 succeeded"), "round {round}: {summary}");
     }
     let (gateway, keyholder) = (world.child(GATEWAY), world.child(KEYHOLDER));
+    // Bursts of 50 handshakes waiting on the keyholder must not leave a thread (and a
+    // malloc arena) each behind: one runtime thread per two CPUs, as many blocking ones.
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let runtime = (cpus / 2).max(1);
+    let bound = if runtime == 1 { 1 } else { 1 + 2 * runtime };
+    let threads = std::fs::read_dir(format!("/proc/{gateway}/task")).expect("tasks").count();
+    println!("gateway threads after 1000 handshakes: {threads} (bound {bound})");
+    assert!(threads <= bound, "the gateway has {threads} threads, more than {bound}");
     let mut found = Vec::new();
     for cert in &world.certs {
         for (form, bytes) in cert.forms.all() {
