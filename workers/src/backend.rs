@@ -214,7 +214,8 @@ async fn open(
 fn to_params(map: ParamMap) -> Params<'static> {
     let mut params = Params::default();
     params.clear();
-    params.extend(map.into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))));
+    params.reserve(map.len());
+    params.extend(map.into_iter().map(|(k, v)| (k, Cow::Owned(v))));
     params
 }
 

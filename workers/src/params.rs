@@ -8,6 +8,7 @@
 //! param that does not start with `HTTP_`, and must never produce more than
 //! [`MAX_PARAMS_BYTES`] of encoded params (php-fpm drops the connection beyond that).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -25,8 +26,9 @@ pub const MAX_PARAMS_BYTES: usize = 65_528;
 
 const SERVER_SOFTWARE: &str = concat!("bulkhead/", env!("CARGO_PKG_VERSION"));
 
-/// Params by name; a later insert replaces an earlier one.
-pub type ParamMap = BTreeMap<String, String>;
+/// Params by name; a later insert replaces an earlier one. CGI variable names are
+/// borrowed: only header-derived names and secrets' names are allocated.
+pub type ParamMap = BTreeMap<Cow<'static, str>, String>;
 
 /// Why a request cannot become FastCGI params.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +100,7 @@ pub fn build(app: &App, req: &RequestInfo<'_>) -> Result<ParamMap, ParamsError> 
     }
     cgi_params(app, req, &mut params)?;
     for (name, secret) in app.secrets() {
-        params.insert(name.clone(), secret.expose().to_owned());
+        params.insert(Cow::Owned(name.clone()), secret.expose().to_owned());
     }
     Ok(params)
 }
@@ -111,7 +113,7 @@ fn host(parts: &Parts) -> Option<&str> {
 fn cgi_params(app: &App, req: &RequestInfo<'_>, out: &mut ParamMap) -> Result<(), ParamsError> {
     let root = path_str(app.root().dir())?;
     let script = req.script;
-    let mut set = |k: &str, v: String| out.insert(k.to_owned(), v);
+    let mut set = |k: &'static str, v: String| out.insert(Cow::Borrowed(k), v);
     set("SCRIPT_FILENAME", path_str(&script.filename)?.to_owned());
     set("SCRIPT_NAME", script.name.clone());
     set("PATH_INFO", script.path_info.clone());
@@ -136,7 +138,7 @@ fn connection_params(
     app: &App,
     meta: &GatewayMeta,
     client: &forwarded::ClientView,
-    set: &mut impl FnMut(&str, String) -> Option<String>,
+    set: &mut impl FnMut(&'static str, String) -> Option<String>,
 ) {
     set("SERVER_PROTOCOL", meta.proto.to_owned());
     set("REQUEST_SCHEME", if client.https { "https" } else { "http" }.to_owned());
@@ -169,9 +171,14 @@ pub fn header_params(headers: &HeaderMap) -> Result<ParamMap, ParamsError> {
             continue;
         };
         let sep = if name == COOKIE { "; " } else { ", " };
-        let values = headers.get_all(name).iter().map(|v| utf8(name.as_str(), v));
-        let values = values.collect::<Result<Vec<_>, _>>()?;
-        out.insert(param, values.join(sep));
+        let mut joined = String::new();
+        for (i, value) in headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                joined.push_str(sep);
+            }
+            joined.push_str(utf8(name.as_str(), value)?);
+        }
+        out.insert(Cow::Owned(param), joined);
     }
     Ok(out)
 }
@@ -179,13 +186,21 @@ pub fn header_params(headers: &HeaderMap) -> Result<ParamMap, ParamsError> {
 /// `HTTP_` + the upper-cased name, or `None` for a header that is not forwarded.
 pub fn param_name(header: &str) -> Option<String> {
     let plain = header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let prefixed =
+        header.get(..wire::PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(wire::PREFIX));
     let skipped = header.eq_ignore_ascii_case("proxy")
         || header.eq_ignore_ascii_case(HOST.as_str())
-        || header.to_ascii_lowercase().starts_with(wire::PREFIX);
+        || prefixed;
     if !plain || skipped || header.is_empty() {
         return None;
     }
-    Some(format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_")))
+    let mut param = String::with_capacity(5 + header.len());
+    param.push_str("HTTP_");
+    param.extend(header.bytes().map(|b| match b {
+        b'-' => '_',
+        b => char::from(b.to_ascii_uppercase()),
+    }));
+    Some(param)
 }
 
 /// The size of `params` in FastCGI name-value pair encoding.

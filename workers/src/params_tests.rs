@@ -113,7 +113,7 @@ fn drops_underscore_proxy_and_gateway_headers() {
         ("x.dotted", b"1"),
     ]);
     let p = header_params(&parts.headers).expect("utf-8");
-    let names: Vec<&str> = p.keys().map(String::as_str).collect();
+    let names: Vec<&str> = p.keys().map(AsRef::as_ref).collect();
     assert_eq!(names, ["HTTP_X_FORWARDED_FOR"]);
     assert_eq!(p["HTTP_X_FORWARDED_FOR"], "1.1.1.1");
 }
