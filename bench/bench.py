@@ -94,6 +94,15 @@ def source_version() -> str:
     return f"commit {commit}" + ("" if clean else " with uncommitted changes")
 
 
+def worker_linkage() -> str:
+    """`statically linked` for the release build of scripts/build-release.sh, else the
+    shared libraries it loads (an idle worker is about 1 MiB bigger then)."""
+    worker = BULKHEAD.with_name("bulkhead-worker")
+    out = subprocess.run(["ldd", str(worker)], capture_output=True, text=True).stdout
+    libs = [line.split()[0] for line in out.splitlines() if "=>" in line]
+    return "statically linked" if not libs else "dynamically linked: " + ", ".join(libs)
+
+
 def machine_info() -> dict[str, str]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
@@ -105,6 +114,7 @@ def machine_info() -> dict[str, str]:
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "bulkhead": f"{first_line([str(BULKHEAD), '--version'])} ({source_version()})",
+        "bulkhead-worker": worker_linkage(),
         "nginx": first_line(["nginx", "-v"]),
         "caddy": first_line(["caddy", "version"]),
         "php-fpm": first_line(["php-fpm8.2", "-v"]),
