@@ -50,6 +50,9 @@ pub enum ReloadOutcome {
 pub struct Status {
     pub broker_pid: u32,
     pub gateway: Option<ChildStatus>,
+    /// `None` when no app serves HTTPS (or between a keyholder's exit and its restart).
+    #[serde(default)]
+    pub keyholder: Option<ChildStatus>,
     pub apps: Vec<AppStatus>,
 }
 

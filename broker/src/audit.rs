@@ -82,6 +82,9 @@ fn supervision(socket: &Path) -> String {
     if let Some(gw) = &status.gateway {
         let _ = writeln!(out, "supervision: gateway restarts {}", gw.restarts);
     }
+    if let Some(keyholder) = &status.keyholder {
+        let _ = writeln!(out, "supervision: keyholder restarts {}", keyholder.restarts);
+    }
     for app in &status.apps {
         let _ = writeln!(
             out,

@@ -100,6 +100,9 @@ fn killing_the_keyholder_fails_new_handshakes_briefly_and_spares_established_con
     let mut sender = rt.block_on(h2_connect(&world, &host));
     assert_eq!(rt.block_on(get(&mut sender, &host)), 200);
     let keyholder = world.child(KEYHOLDER);
+    let before = world.bulkhead.status()["keyholder"].clone();
+    assert_eq!(before["pid"].as_u64(), Some(u64::from(keyholder)), "status: {before}");
+    assert_eq!((before["ready"].as_bool(), before["restarts"].as_u64()), (Some(true), Some(0)));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(keyholder as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -118,7 +121,11 @@ fn killing_the_keyholder_fails_new_handshakes_briefly_and_spares_established_con
     };
     println!("new handshakes failed {failures} time(s); recovered {recovered:?} after the kill");
     assert!(recovered < Duration::from_secs(1), "recovery took {recovered:?}");
-    assert_ne!(world.child(KEYHOLDER), keyholder, "the broker started a new keyholder");
+    let replacement = world.child(KEYHOLDER);
+    assert_ne!(replacement, keyholder, "the broker started a new keyholder");
+    let after = world.bulkhead.status()["keyholder"].clone();
+    assert_eq!(after["pid"].as_u64(), Some(u64::from(replacement)), "status: {after}");
+    assert_eq!((after["ready"].as_bool(), after["restarts"].as_u64()), (Some(true), Some(1)));
     assert_eq!(rt.block_on(get(&mut sender, &host)), 200, "the established connection broke");
 }
 

@@ -21,6 +21,7 @@ use privsep::msg::{ToGateway, ToKeyholder};
 use tracing::{error, info, warn};
 
 use super::{Broker, Event};
+use crate::admin::ChildStatus;
 use crate::config::Config;
 use crate::keyholder::files::{self, TlsFileError, TlsMaterial};
 use crate::profiles;
@@ -38,12 +39,16 @@ pub(super) struct TlsState {
     material: TlsMaterial,
     child: Option<KeyholderChild>,
     backoff: Backoff,
+    /// Keyholder exits while the broker was not shutting down.
+    restarts: u64,
 }
 
 #[derive(Debug)]
 struct KeyholderChild {
     serial: u64,
     control: Control,
+    /// It has every key and the gateway has a channel to it.
+    ready: bool,
 }
 
 impl TlsState {
@@ -71,6 +76,12 @@ impl TlsState {
     fn serves_tls(&self) -> bool {
         !self.listeners.is_empty() && !self.material.is_empty()
     }
+
+    /// The keyholder's line in `bulkhead status`.
+    pub fn status(&self) -> Option<ChildStatus> {
+        let child = self.child.as_ref()?;
+        Some(ChildStatus { pid: child.control.pid, ready: child.ready, restarts: self.restarts })
+    }
 }
 
 /// Reads the TLS files of a configuration about to be applied by a reload.
@@ -95,13 +106,16 @@ impl Broker {
                 return self.later(delay, Event::RestartKeyholder);
             }
         };
-        self.tls.child = Some(KeyholderChild { serial, control: control.clone() });
+        self.tls.child = Some(KeyholderChild { serial, control: control.clone(), ready: false });
         if let Err(e) = self.init_keyholder(&control).await {
             // Its exit, reported by the watcher, schedules the next attempt.
             error!(cause = %e, "cannot initialise the keyholder");
             return control.kill();
         }
         self.connect_keyholder().await;
+        if let Some(child) = self.tls.child.as_mut().filter(|c| c.serial == serial) {
+            child.ready = true;
+        }
     }
 
     async fn init_keyholder(&self, control: &Control) -> anyhow::Result<()> {
@@ -177,6 +191,7 @@ impl Broker {
             return;
         }
         self.tls.child = None;
+        self.tls.restarts += 1;
         error!(status, ran_ms = ran_for.as_millis() as u64, "keyholder exited; restarting it");
         let delay = self.tls.backoff.next(ran_for);
         self.later(delay, Event::RestartKeyholder);

@@ -208,6 +208,7 @@ impl Broker {
         Status {
             broker_pid: std::process::id(),
             gateway: self.gateway.as_ref().map(|g| g.status(self.gateway_restarts)),
+            keyholder: self.tls.status(),
             apps: self.apps.values().map(apps::AppState::status).collect(),
         }
     }
