@@ -190,7 +190,8 @@ def measure(server: Server, fpm: PhpFpm, workload: Workload, args, raw: Path) ->
         return Row(workload, server.name, note=f"load failed: {str(err).splitlines()[0]}")
     row = Row(workload, server.name, result, meter.usage("server"), meter.usage("php-fpm"))
     say(f"{workload.key:9} {server.name:9} {result.ok_rps:10,.0f} req/s  "
-        f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  CPU {row.cpu_per_10k():.2f} s/10k")
+        f"p99 {report._num(result.p99_ms, 2):>7} ms  errors {result.errors}  "
+        f"CPU {row.cpu_per_10k():.2f} s/10k")
     return row
 
 
