@@ -4,10 +4,10 @@
 //! from [`conditional`]: 304 for a current copy, 206 for one byte range, 416 for a
 //! range past the end. A `.br` or `.gz` sibling (inside the root) is served instead,
 //! with Content-Encoding, when the client accepts that encoding; siblings are only
-//! looked for when it does, and an answer that found one is `Vary: Accept-Encoding`. The body is streamed in chunks through a bounded
-//! channel. This module must never be handed a script (path mapping refuses those)
-//! and re-checks that anyway, so PHP source never leaves the worker whatever the
-//! state of the backend.
+//! looked for when it does, and an answer that found one is `Vary: Accept-Encoding`.
+//! The body is streamed in chunks through a bounded channel. This module must never
+//! be handed a script (path mapping refuses those) and re-checks that anyway, so PHP
+//! source never leaves the worker whatever the state of the backend.
 //!
 //! [`mime`]: crate::mime
 //! [`conditional`]: crate::conditional
