@@ -321,6 +321,13 @@ def compose(args, info, rows, density_rows, notes) -> str:
         "",
         report.ratio_table(rows, args.workloads),
         "",
+        "## Bulkhead's CPU per request, by process",
+        "",
+        report.cpu_split_table(rows),
+        "",
+        "CPU time of each process over the measured run divided by the requests served; a "
+        "process that started or exited during the run is counted only through its parent.",
+        "",
         "## Targets",
         "",
         report.targets_table(rows, density_rows),

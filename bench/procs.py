@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -71,6 +71,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
+def cpu_seconds_by_name(pids: list[int]) -> dict[str, float]:
+    """`cpu_seconds` per command name (`/proc/PID/comm`, at most 15 characters): which
+    process of a tree the time went to."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        fields = _stat_fields(pid)
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields:
+            out[name] = out.get(name, 0.0) + sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
+    return out
+
+
 def rss_kib(pids: list[int]) -> int:
     """Sum of resident set sizes of `pids` (from statm, which is cheap to read)."""
     total = 0
@@ -106,6 +121,8 @@ class Usage:
     cpu_s: float
     peak_rss_kib: int
     processes: int
+    # CPU seconds by command name, for the processes alive at both ends of the run.
+    cpu_by_name: dict[str, float] = field(default_factory=dict)
 
 
 class Meter:
@@ -124,18 +141,23 @@ class Meter:
     def __enter__(self) -> "Meter":
         self._sample()
         self._cpu0 = {name: cpu_seconds(tree(pid)) for name, pid in self.roots.items()}
+        self._by0 = {name: cpu_seconds_by_name(tree(pid)) for name, pid in self.roots.items()}
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._cpu1 = {name: cpu_seconds(tree(pid)) for name, pid in self.roots.items()}
+        self._by1 = {name: cpu_seconds_by_name(tree(pid)) for name, pid in self.roots.items()}
         self._done.set()
         self._thread.join()
         self._sample()
 
     def usage(self, name: str) -> Usage:
         cpu = self._cpu1[name] - self._cpu0[name]
-        return Usage(cpu_s=cpu, peak_rss_kib=self._peak[name], processes=self._count[name])
+        before, after = self._by0[name], self._by1[name]
+        by_name = {comm: t - before.get(comm, 0.0) for comm, t in after.items()}
+        return Usage(cpu_s=cpu, peak_rss_kib=self._peak[name], processes=self._count[name],
+                     cpu_by_name=by_name)
 
     def _sample_loop(self) -> None:
         while not self._done.wait(self.interval):

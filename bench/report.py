@@ -95,6 +95,36 @@ def _find(rows: list[Row], key: str, server: str) -> Row | None:
     return None
 
 
+# Bulkhead's processes by command name (the kernel keeps 15 characters of it).
+BULKHEAD_PROCESSES = [("gateway", "bulkhead-gatewa"), ("worker", "bulkhead-worker"),
+                      ("keyholder", "bulkhead-keyhol"), ("broker", "bulkhead")]
+
+
+def _us_per_request(cpu_s: float | None, row: Row) -> float:
+    if cpu_s is None or not (row.load and row.load.requests):
+        return math.nan
+    return cpu_s / row.load.requests * 1e6
+
+
+def cpu_split_table(rows: list[Row]) -> str:
+    """Bulkhead's CPU per request by process, next to all of nginx's and to php-fpm's."""
+    header = ["workload", *(f"{label} µs" for label, _ in BULKHEAD_PROCESSES),
+              "Bulkhead µs", "nginx µs", "php-fpm µs (Bulkhead run)"]
+    out = []
+    for row in rows:
+        if row.server != "bulkhead" or not row.usage:
+            continue
+        nginx = next((r for r in rows if r.server == "nginx" and r.workload == row.workload),
+                     None)
+        split = [_num(_us_per_request(row.usage.cpu_by_name.get(comm, 0.0), row), 1)
+                 for _, comm in BULKHEAD_PROCESSES]
+        nginx_us = _us_per_request(nginx.usage.cpu_s, nginx) if nginx and nginx.usage else math.nan
+        fpm_us = _us_per_request(row.fpm.cpu_s if row.fpm else None, row)
+        out.append([row.workload.key, *split, _num(_us_per_request(row.usage.cpu_s, row), 1),
+                    _num(nginx_us, 1), _num(fpm_us, 1)])
+    return table(header, out)
+
+
 def ratio_table(rows: list[Row], workloads: list[Workload]) -> str:
     header = ["workload"]
     for other in ("nginx", "caddy"):

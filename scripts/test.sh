@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every binary, then runs every test in the workspace: unit tests and the end-to-end
 # tests in tests/ (which start the real binaries against a real php-fpm), and the tests of
-# the benchmark harness's parsers (bench/test_load.py).
+# the benchmark harness (bench/test_*.py).
 #
 #   scripts/test.sh [extra arguments for the test runner]
 #
@@ -16,7 +16,8 @@ threads="${BULKHEAD_TEST_THREADS:-4}"
 # The end-to-end tests run target/debug/bulkhead*: build them first, or they test stale code.
 cargo build --locked --workspace --bins
 
-# The benchmark harness's parsers, on output captured from real wrk and h2load runs.
+# The benchmark harness: its parsers on output captured from real wrk and h2load runs, and
+# its report tables.
 PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s bench
 
 if cargo nextest --version >/dev/null 2>&1; then

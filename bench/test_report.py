@@ -1,0 +1,43 @@
+"""Tests of the report's per-process CPU table. Run by scripts/test.sh:
+
+    python3 -m unittest discover -s bench
+"""
+
+from __future__ import annotations
+
+import unittest
+
+import load
+import report
+from procs import Usage
+
+
+def _row(server: str, requests: int, cpu_s: float, by_name: dict[str, float], fpm_s: float):
+    workload = next(w for w in load.WORKLOADS if w.key == "hello")
+    result = load.Load(requests=requests, seconds=10.0, rps=requests / 10, p50_ms=1.0,
+                       p99_ms=2.0, errors=0)
+    usage = Usage(cpu_s=cpu_s, peak_rss_kib=1024, processes=len(by_name), cpu_by_name=by_name)
+    fpm = Usage(cpu_s=fpm_s, peak_rss_kib=1024, processes=5)
+    return report.Row(workload, server, result, usage, fpm)
+
+
+class CpuSplitTest(unittest.TestCase):
+    def test_microseconds_per_request_by_process(self):
+        bulkhead = _row("bulkhead", 10_000, 1.2, {"bulkhead-gatewa": 0.4, "bulkhead-worker": 0.7,
+                                                  "bulkhead": 0.1}, 0.9)
+        nginx = _row("nginx", 20_000, 1.4, {"nginx": 1.4}, 1.8)
+        text = report.cpu_split_table([bulkhead, nginx])
+        lines = text.splitlines()
+        self.assertEqual(len(lines), 3, text)  # header, rule, one row: Bulkhead's only
+        cells = [c.strip() for c in lines[2].strip("|").split("|")]
+        # gateway, worker, keyholder (absent: 0), broker, Bulkhead, nginx, php-fpm
+        self.assertEqual(cells, ["hello", "40.0", "70.0", "0.0", "10.0", "120.0", "70.0", "90.0"])
+
+    def test_no_nginx_row_gives_a_dash(self):
+        bulkhead = _row("bulkhead", 100, 0.01, {"bulkhead-worker": 0.01}, 0.0)
+        cells = report.cpu_split_table([bulkhead]).splitlines()[2].strip("|").split("|")
+        self.assertEqual(cells[6].strip(), "–")
+
+
+if __name__ == "__main__":
+    unittest.main()
