@@ -162,6 +162,9 @@ fn allowed(
         (ToBroker::BackendStale, ChildId::Worker { .. }) => {
             Ok(Some(Event::BackendStale(id.clone())))
         }
+        (ToBroker::KeyholderBroken { serial }, ChildId::Gateway { .. }) => {
+            Ok(Some(Event::KeyholderBroken { serial }))
+        }
         (msg, _) => Err(format!("{msg:?} is not allowed from this child")),
     }
 }
@@ -259,6 +262,14 @@ mod tests {
         assert!(allowed(&wk, msg(need())).is_err());
         assert!(allowed(&wk, msg(ToBroker::Idle)).is_ok());
         assert!(allowed(&gw, msg(ToBroker::Idle)).is_err());
+        let broken = || ToBroker::KeyholderBroken { serial: 7 };
+        assert!(matches!(
+            allowed(&gw, msg(broken())),
+            Ok(Some(Event::KeyholderBroken { serial: 7 }))
+        ));
+        assert!(allowed(&wk, msg(broken())).is_err());
+        let keyholder = ChildId::Keyholder { serial: 7 };
+        assert!(allowed(&keyholder, msg(broken())).is_err());
     }
 
     #[test]

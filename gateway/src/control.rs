@@ -85,6 +85,9 @@ pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
             Some(app) = need_rx.recv() => {
                 ctl.send(&ToBroker::NeedChannel { app }, &[]).await?;
             }
+            serial = state.tls.keyholder.broken() => {
+                ctl.send(&ToBroker::KeyholderBroken { serial }, &[]).await?;
+            }
         }
     };
     info!(deadline_ms = deadline.as_millis() as u64, "stopping: finishing in-flight requests");
@@ -126,9 +129,9 @@ async fn apply(state: &State, r: Received<ToGateway>) -> anyhow::Result<()> {
             }
         }
         ToGateway::NoTls { app } => state.tls.remove(&app),
-        ToGateway::Keyholder => {
+        ToGateway::Keyholder { serial } => {
             let fd = r.fds.into_iter().next().context("Keyholder without its descriptor")?;
-            state.tls.keyholder.connect(fd);
+            state.tls.keyholder.connect(fd, serial);
         }
         msg @ (ToGateway::Init { .. } | ToGateway::Start | ToGateway::Shutdown { .. }) => {
             bail!("unexpected {msg:?} from the broker")

@@ -14,12 +14,16 @@
 //!
 //! Any failure — timeout, closed channel, malformed or mismatched answer —
 //! marks the channel broken: every later handshake fails at once (no panic)
-//! until the broker hands over a new channel. Established connections never
-//! touch the keyholder and are unaffected.
+//! until the broker hands over a new channel. The gateway reports the break
+//! ([`ToBroker::KeyholderBroken`]), so a keyholder that is alive but stuck is
+//! replaced too, not only one that exits. Established connections never touch
+//! the keyholder and are unaffected.
+//!
+//! [`ToBroker::KeyholderBroken`]: privsep::msg::ToBroker::KeyholderBroken
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -55,15 +59,20 @@ pub enum SignError {
 #[derive(Debug, Default)]
 pub struct Keyholder {
     link: RwLock<Option<Arc<Link>>>,
+    /// Woken when a channel breaks, so the control task can tell the broker.
+    broke: tokio::sync::Notify,
+    /// The serial of the keyholder whose channel broke last.
+    broken_serial: AtomicU64,
 }
 
 impl Keyholder {
-    /// Uses `fd` (a `SOCK_SEQPACKET` socket) from now on.
-    pub fn connect(&self, fd: OwnedFd) {
+    /// Uses `fd` (a `SOCK_SEQPACKET` socket to keyholder `serial`) from now on.
+    pub fn connect(&self, fd: OwnedFd, serial: u64) {
         let link = Arc::new(Link {
             socket: Mutex::new(UnixDatagram::from(fd)),
             next_id: AtomicU32::new(1),
             broken: AtomicBool::new(false),
+            serial,
         });
         *self.link.write().unwrap_or_else(PoisonError::into_inner) = Some(link);
     }
@@ -79,10 +88,22 @@ impl Keyholder {
         let link = self.link.read().unwrap_or_else(PoisonError::into_inner).clone();
         let link = link.ok_or(SignError::NoChannel)?;
         let call = || link.call(key, scheme, message);
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
             _ => call(),
+        };
+        if result.as_ref().is_err_and(|e| !matches!(e, SignError::Broken)) {
+            // This call broke the channel (later calls fail with `Broken`).
+            self.broken_serial.store(link.serial, Ordering::Relaxed);
+            self.broke.notify_one();
         }
+        result
+    }
+
+    /// Waits until a channel breaks; the serial of its keyholder, for the broker.
+    pub async fn broken(&self) -> u64 {
+        self.broke.notified().await;
+        self.broken_serial.load(Ordering::Relaxed)
     }
 }
 
@@ -92,6 +113,8 @@ struct Link {
     next_id: AtomicU32,
     /// Set on the first failure; the channel is never used again.
     broken: AtomicBool,
+    /// The keyholder at the other end, as the broker numbers it.
+    serial: u64,
 }
 
 impl Link {

@@ -92,7 +92,8 @@ pub enum ToGateway {
     /// The app no longer has a certificate (no fd).
     NoTls { app: String },
     /// A new signing channel to the keyholder (one fd); replaces the previous one.
-    Keyholder,
+    /// `serial` names that keyholder in [`ToBroker::KeyholderBroken`].
+    Keyholder { serial: u64 },
 }
 
 impl Message for ToGateway {
@@ -101,7 +102,7 @@ impl Message for ToGateway {
             Self::Init { listeners, tls_listeners, .. } => {
                 usize::from(*listeners) + usize::from(*tls_listeners)
             }
-            Self::Channel { .. } | Self::Keyholder => 1,
+            Self::Channel { .. } | Self::Keyholder { .. } => 1,
             Self::Route(_)
             | Self::RemoveApp { .. }
             | Self::Retire { .. }
@@ -373,6 +374,10 @@ pub enum ToBroker {
     /// Worker: its Unix backend socket refuses or is missing (php-fpm restarted):
     /// a fresh worker, with a fresh view of the socket, is needed.
     BackendStale,
+    /// Gateway: the signing channel to keyholder `serial` failed (no answer within the
+    /// deadline, closed, malformed answer); a keyholder that is alive but stuck is only
+    /// replaced on this report.
+    KeyholderBroken { serial: u64 },
 }
 
 impl Message for ToBroker {

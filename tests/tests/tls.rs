@@ -130,6 +130,35 @@ fn killing_the_keyholder_fails_new_handshakes_briefly_and_spares_established_con
 }
 
 #[test]
+fn a_keyholder_that_stops_answering_is_replaced() {
+    let world = TlsWorld::start(&APPS, &[]);
+    let host = world.certs[0].host.clone();
+    assert!(world.handshake(&host).is_ok(), "TLS works before the keyholder is stopped");
+    let keyholder = world.child(KEYHOLDER);
+    let pid = nix::unistd::Pid::from_raw(keyholder as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stopping it");
+    // Alive but silent: the first handshake waits out the signing deadline and breaks
+    // the channel; the gateway reports it and the broker replaces the keyholder.
+    let stopped = Instant::now();
+    let mut failures = 0;
+    let recovered = loop {
+        match world.handshake(&host) {
+            Ok(_) => break stopped.elapsed(),
+            Err(_) => failures += 1,
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(10), "handshakes never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("{failures} handshake(s) failed; recovered {recovered:?} after SIGSTOP");
+    assert!(failures >= 1, "a handshake cannot succeed through a stopped keyholder");
+    assert!(procfs::poll_gone(keyholder, Duration::from_secs(2)), "the stuck one was not killed");
+    let status = world.bulkhead.status()["keyholder"].clone();
+    assert_eq!(status["restarts"].as_u64(), Some(1), "status: {status}");
+    assert_ne!(status["pid"].as_u64(), Some(u64::from(keyholder)), "status: {status}");
+    assert!(world.bulkhead.log().contains("signing channel failed; replacing the keyholder"));
+}
+
+#[test]
 fn plain_http_redirects_to_https_and_https_answers_carry_hsts() {
     let world = TlsWorld::start(&APPS, &["redirect_https = true", "hsts = \"max-age=600\""]);
     let host = &world.certs[0].host;

@@ -142,7 +142,8 @@ impl Broker {
             warn!(cause = %e, "cannot reach the keyholder; killing it");
             return kh.control.kill();
         }
-        if let Err(e) = gw.control.send(&ToGateway::Keyholder, &[theirs.as_fd()]).await {
+        let msg = ToGateway::Keyholder { serial: kh.serial };
+        if let Err(e) = gw.control.send(&msg, &[theirs.as_fd()]).await {
             warn!(cause = %e, "cannot reach the gateway; killing it");
             gw.control.kill();
         }
@@ -195,6 +196,18 @@ impl Broker {
         error!(status, ran_ms = ran_for.as_millis() as u64, "keyholder exited; restarting it");
         let delay = self.tls.backoff.next(ran_for);
         self.later(delay, Event::RestartKeyholder);
+    }
+
+    /// The gateway reports its channel to keyholder `serial` broken: a keyholder that
+    /// is alive but does not answer would otherwise never be replaced. A report about
+    /// an earlier keyholder (one already replaced) changes nothing; restarts keep
+    /// their backoff, so a gateway repeating the report cannot make the keyholder spin.
+    pub(super) fn on_keyholder_broken(&mut self, serial: u64) {
+        let Some(child) = self.tls.child.as_ref().filter(|c| c.serial == serial) else {
+            return;
+        };
+        warn!(serial, "the gateway's signing channel failed; replacing the keyholder");
+        child.control.kill();
     }
 
     /// Forgets the keyholder once it has exited during shutdown.

@@ -56,6 +56,10 @@ pub enum Event {
     Idle(ChildId),
     /// A worker's backend socket went stale (php-fpm restarted): replace the app's workers.
     BackendStale(ChildId),
+    /// The gateway's signing channel to this keyholder failed.
+    KeyholderBroken {
+        serial: u64,
+    },
     /// A restart delay has passed.
     RestartWorkers {
         app: String,
@@ -153,6 +157,7 @@ impl Broker {
             Event::NeedChannel { app } => self.on_need_channel(&app).await,
             Event::Idle(id) => self.on_idle(id).await,
             Event::BackendStale(id) => self.on_backend_stale(id).await,
+            Event::KeyholderBroken { serial } => self.on_keyholder_broken(serial),
             Event::RestartWorkers { app } => self.top_up(&app).await,
             Event::RestartGateway => self.start_gateway().await,
             Event::RestartKeyholder => self.start_keyholder().await,
