@@ -103,22 +103,9 @@ fn killing_the_keyholder_fails_new_handshakes_briefly_and_spares_established_con
     let before = world.bulkhead.status()["keyholder"].clone();
     assert_eq!(before["pid"].as_u64(), Some(u64::from(keyholder)), "status: {before}");
     assert_eq!((before["ready"].as_bool(), before["restarts"].as_u64()), (Some(true), Some(0)));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(keyholder as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("killing the keyholder");
+    signal(keyholder, nix::sys::signal::Signal::SIGKILL);
     assert!(procfs::poll_gone(keyholder, Duration::from_secs(2)), "the keyholder did not die");
-    let killed = Instant::now();
-    let mut failures = 0;
-    let recovered = loop {
-        match world.handshake(&host) {
-            Ok(_) => break killed.elapsed(),
-            Err(_) => failures += 1,
-        }
-        assert!(killed.elapsed() < Duration::from_secs(5), "handshakes never recovered");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (recovered, failures) = until_a_handshake_works(&world, &host, Duration::from_secs(5));
     println!("new handshakes failed {failures} time(s); recovered {recovered:?} after the kill");
     assert!(recovered < Duration::from_secs(1), "recovery took {recovered:?}");
     let replacement = world.child(KEYHOLDER);
@@ -135,20 +122,10 @@ fn a_keyholder_that_stops_answering_is_replaced() {
     let host = world.certs[0].host.clone();
     assert!(world.handshake(&host).is_ok(), "TLS works before the keyholder is stopped");
     let keyholder = world.child(KEYHOLDER);
-    let pid = nix::unistd::Pid::from_raw(keyholder as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stopping it");
+    signal(keyholder, nix::sys::signal::Signal::SIGSTOP);
     // Alive but silent: the first handshake waits out the signing deadline and breaks
     // the channel; the gateway reports it and the broker replaces the keyholder.
-    let stopped = Instant::now();
-    let mut failures = 0;
-    let recovered = loop {
-        match world.handshake(&host) {
-            Ok(_) => break stopped.elapsed(),
-            Err(_) => failures += 1,
-        }
-        assert!(stopped.elapsed() < Duration::from_secs(10), "handshakes never recovered");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (recovered, failures) = until_a_handshake_works(&world, &host, Duration::from_secs(10));
     println!("{failures} handshake(s) failed; recovered {recovered:?} after SIGSTOP");
     assert!(failures >= 1, "a handshake cannot succeed through a stopped keyholder");
     assert!(procfs::poll_gone(keyholder, Duration::from_secs(2)), "the stuck one was not killed");
@@ -203,6 +180,25 @@ fn reload_serves_a_new_certificate_signed_by_a_new_key() {
     );
     let other = world.handshake(&world.certs[1].host).expect("the other app still works");
     assert_eq!(other, world.certs[1].cert_der);
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid fits i32"));
+    nix::sys::signal::kill(target, signal).unwrap_or_else(|e| panic!("{signal} to {pid}: {e}"));
+}
+
+/// Handshakes every 20 ms until one works: how long that took, and how many failed.
+fn until_a_handshake_works(world: &TlsWorld, host: &str, limit: Duration) -> (Duration, u32) {
+    let started = Instant::now();
+    let mut failures = 0;
+    loop {
+        match world.handshake(host) {
+            Ok(_) => return (started.elapsed(), failures),
+            Err(_) => failures += 1,
+        }
+        assert!(started.elapsed() < limit, "handshakes never recovered ({failures} failed)");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn h2load(world: &TlsWorld, host: &str, n: u32, c: u32, extra: &[&str]) -> String {
