@@ -86,3 +86,9 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .expect("setting permissions on a directory the test created");
 }
+
+/// The runtime threads the gateway runs on this machine: one per two CPUs, at least one
+/// (as `bulkhead-gateway` chooses them; with one, it is a current-thread runtime).
+pub fn gateway_runtime_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}

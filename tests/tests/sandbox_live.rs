@@ -73,8 +73,7 @@ fn every_thread_of_every_child_is_locked_down() {
         // exist before seccomp (TSYNC must reach them); on two cores it is one thread.
         // A worker runs one thread, plus blocking-pool threads born later.
         if name == GATEWAY {
-            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            let multi = cpus / 2 > 1;
+            let multi = bulkhead_tests::gateway_runtime_threads() > 1;
             assert_eq!(threads.len() > 1, multi, "{name} has {} threads", threads.len());
         }
         for (tid, status) in threads {

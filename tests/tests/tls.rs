@@ -65,8 +65,7 @@ fn gateway_memory_holds_no_private_key_after_1000_handshakes() {
     let (gateway, keyholder) = (world.child(GATEWAY), world.child(KEYHOLDER));
     // Bursts of 50 handshakes waiting on the keyholder must not leave a thread (and a
     // malloc arena) each behind: one runtime thread per two CPUs, as many blocking ones.
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let runtime = (cpus / 2).max(1);
+    let runtime = bulkhead_tests::gateway_runtime_threads();
     let bound = if runtime == 1 { 1 } else { 1 + 2 * runtime };
     let threads = std::fs::read_dir(format!("/proc/{gateway}/task")).expect("tasks").count();
     println!("gateway threads after 1000 handshakes: {threads} (bound {bound})");

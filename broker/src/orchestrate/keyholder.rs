@@ -47,7 +47,7 @@ pub(super) struct TlsState {
 struct KeyholderChild {
     serial: u64,
     control: Control,
-    /// It has every key and the gateway has a channel to it.
+    /// It has every key, and the live gateway (if any) a channel to it.
     ready: bool,
 }
 
