@@ -3,13 +3,14 @@
 
 Layout:
   procs.py    start/stop process groups; CPU and RSS of process trees from /proc
-  servers.py  php-fpm, nginx, Caddy and Bulkhead, configured equivalently
+  servers.py  php-fpm, nginx, Caddy and Bulkhead, configured equivalently, and nginx-split
+              (nginx in two processes, the reference for what a process boundary costs)
   load.py     the workloads; wrk and h2load runs and their parsers
   density.py  Bulkhead with 10, 100, 500 apps: startup, memory, first request
   report.py   the markdown tables
   site/       the PHP scripts every server serves; upload.lua is wrk's POST script
 
-All three servers run at once (an idle server costs nothing), and each workload is run
+All servers run at once (an idle server costs nothing), and each workload is run
 against each server in turn, the order rotating per workload, so that load from elsewhere
 on the machine is spread over the servers instead of landing on one of them.
 """
@@ -32,7 +33,7 @@ import procs
 import report
 from load import WORKLOADS, Workload
 from report import Row
-from servers import HOST, Bulkhead, Caddy, Nginx, PhpFpm, Server, get, make_certificate, make_site
+from servers import HOST, Bulkhead, Caddy, Nginx, NginxSplit, PhpFpm, Server, get, make_certificate, make_site
 
 REPO = Path(__file__).resolve().parent.parent
 BULKHEAD = REPO / "target" / "release" / "bulkhead"
@@ -50,7 +51,7 @@ def parse_args() -> argparse.Namespace:
                                      "'none' to skip)")
     p.add_argument("--workloads", help="only these, comma-separated ('none' for density only): "
                                        + ",".join(w.key for w in WORKLOADS))
-    p.add_argument("--servers", default="bulkhead,nginx,caddy")
+    p.add_argument("--servers", default="bulkhead,nginx,nginx-split,caddy")
     p.add_argument("--php-children", type=int, default=4)
     p.add_argument("--no-bulkhead-tls", dest="bulkhead_tls", action="store_false",
                    help="leave listen_tls out of Bulkhead's config (the TLS workloads are then skipped)")
@@ -213,6 +214,7 @@ def start_servers(args, site: Path, fpm: PhpFpm, spawner: procs.Spawner):
         "bulkhead": lambda: Bulkhead("bulkhead", args.tmp / "bulkhead", **common,
                                      binary=BULKHEAD, with_tls=args.bulkhead_tls),
         "nginx": lambda: Nginx("nginx", args.tmp / "nginx", **common),
+        "nginx-split": lambda: NginxSplit("nginx-split", args.tmp / "nginx-split", **common),
         "caddy": lambda: Caddy("caddy", args.tmp / "caddy", **common),
     }
     started, notes = [], []
@@ -327,6 +329,15 @@ def compose(args, info, rows, density_rows, notes) -> str:
         "",
         "CPU time of each process over the measured run divided by the requests served; a "
         "process that started or exited during the run is counted only through its parent.",
+        "",
+        "## What a process boundary costs",
+        "",
+        report.boundary_table(rows, args.workloads),
+        "",
+        "nginx-split is nginx cut in two along Bulkhead's line: a front nginx that speaks to "
+        "clients and proxies every request over HTTP/1.1 keep-alive on a Unix socket to a "
+        "back nginx that serves files and talks to php-fpm (one worker each). It is a "
+        "reference, not a contender: what the boundary costs the most efficient server here.",
         "",
         "## Targets",
         "",

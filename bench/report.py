@@ -1,5 +1,6 @@
 """Markdown tables from the measurements: results per workload and server, Bulkhead's
-ratios to nginx and Caddy, the targets, tenant density, and the machine."""
+ratios to nginx and Caddy, what a process boundary costs (nginx split in two), the
+targets, tenant density, and the machine."""
 
 from __future__ import annotations
 
@@ -151,30 +152,63 @@ def ratio_table(rows: list[Row], workloads: list[Workload]) -> str:
     return table(header, out)
 
 
+# The reference: nginx cut into two processes along Bulkhead's line (servers.NginxSplit).
+SPLIT = "nginx-split"
+
+
+def _rps_ratio(a: Row | None, b: Row | None) -> str:
+    return _ratio(a.load.ok_rps, b.load.ok_rps) if a and b else "–"
+
+
+def _cpu_ratio(a: Row | None, b: Row | None) -> str:
+    return _ratio(a.cpu_per_10k(), b.cpu_per_10k()) if a and b else "–"
+
+
+def boundary_table(rows: list[Row], workloads: list[Workload]) -> str:
+    """What crossing a process boundary costs: nginx split in two against nginx whole, and
+    Bulkhead against both."""
+    header = ["workload", "nginx-split req/s vs nginx", "Bulkhead req/s vs nginx",
+              "Bulkhead req/s vs nginx-split", "nginx-split CPU/req vs nginx",
+              "Bulkhead CPU/req vs nginx-split"]
+    out = []
+    for workload in workloads:
+        nginx, split = _find(rows, workload.key, "nginx"), _find(rows, workload.key, SPLIT)
+        mine = _find(rows, workload.key, "bulkhead")
+        if not (nginx and split):
+            continue
+        out.append([workload.key, _rps_ratio(split, nginx), _rps_ratio(mine, nginx),
+                    _rps_ratio(mine, split), _cpu_ratio(split, nginx), _cpu_ratio(mine, split)])
+    return table(header, out) if out else "not measured (run with nginx and nginx-split)"
+
+
 def targets_table(rows: list[Row], density: list[DensityRow]) -> str:
     out = []
 
     def ratio_target(name, key, field, limit, at_least):
         mine, theirs = _find(rows, key, "bulkhead"), _find(rows, key, "nginx")
+        split = _find(rows, key, SPLIT)
+        reference = _ratio(getattr(split.load, field), getattr(theirs.load, field)) \
+            if split and theirs else "–"
         if not (mine and theirs):
-            out.append([name, "not measured", "–"])
+            out.append([name, "not measured", "–", reference])
             return
         value = getattr(mine.load, field) / getattr(theirs.load, field)
         met = (value >= limit if at_least else value <= limit) and not mine.load.errors
         errors = f" ({mine.load.errors:,} errors)" if mine.load.errors else ""
-        out.append([name, f"{value:.2f}× nginx{errors}", "met" if met else "**missed**"])
+        out.append([name, f"{value:.2f}× nginx{errors}", "met" if met else "**missed**",
+                    reference])
 
     ratio_target("PHP hello world req/s ≥ 1.0× nginx", "hello", "ok_rps", 1.0, True)
     ratio_target("PHP hello world p99 ≤ 1.2× nginx", "hello", "p99_ms", 1.2, False)
     ratio_target("static 1 KiB req/s ≥ 0.8× nginx", "static", "ok_rps", 0.8, True)
     per_app = idle_cost(density)
     if per_app is None:
-        out.append(["idle worker ≤ 4 MiB RSS", "not measured", "–"])
+        out.append(["idle worker ≤ 4 MiB RSS", "not measured", "–", "–"])
     else:
         met = per_app <= 4 * MIB
         out.append(["idle worker ≤ 4 MiB RSS", f"{per_app / MIB:.2f} MiB per app",
-                    "met" if met else "**missed**"])
-    return table(["target", "measured", "result"], out)
+                    "met" if met else "**missed**", "–"])
+    return table(["target", "measured", "result", "nginx-split, same measure"], out)
 
 
 def idle_cost(density: list[DensityRow]) -> float | None:

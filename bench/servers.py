@@ -8,6 +8,8 @@ named here:
 
 - nginx: `keepalive_requests` raised from 1000 to 1000000, since the others do not close
   keep-alive connections after a fixed count; `worker_processes 2` (one per core).
+- nginx-split is not a contender but a reference: nginx cut into two processes the way
+  Bulkhead is (see `NginxSplit`), to show what the process boundary costs nginx itself.
 - nginx 1.22 speaks h2c (prior knowledge) only on a `listen … http2` port, which then
   refuses HTTP/1.1, so nginx gets a second port for the HTTP/2 workload.
 """
@@ -196,6 +198,12 @@ class Nginx(Server):
         return [NGINX, "-p", str(self.dir), "-c", str(conf), "-g", "daemon off;"]
 
     def config(self) -> str:
+        return self.client_facing(workers=2, pid="nginx.pid", upstream="",
+                                  site=self.site_settings())
+
+    def client_facing(self, workers: int, pid: str, upstream: str, site: str) -> str:
+        """The config of an nginx that listens for clients: 421 for unknown hosts, `site`
+        for bench.localhost over HTTP/1.1, h2c and TLS."""
         d = self.dir
         tls = ""
         if self.tls:
@@ -206,11 +214,30 @@ class Nginx(Server):
                    f"        ssl_certificate {self.tls[0]};\n"
                    f"        ssl_certificate_key {self.tls[1]};")
         return f"""\
-worker_processes 2;
-pid {d}/nginx.pid;
+worker_processes {workers};
+pid {d}/{pid};
 error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
+{self.http_settings()}{upstream}
+    server {{
+        listen 127.0.0.1:{self.port} default_server;
+        listen 127.0.0.1:{self.h2_port} http2 default_server;
+        return 421;
+    }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        listen 127.0.0.1:{self.h2_port} http2;
+        {tls}
+        server_name {HOST};
+{site}
+    }}
+}}
+"""
+
+    def http_settings(self) -> str:
+        d = self.dir
+        return f"""\
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
     access_log off;
@@ -223,24 +250,77 @@ http {{
     proxy_temp_path {d}/proxy;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+"""
 
-    server {{
-        listen 127.0.0.1:{self.port} default_server;
-        listen 127.0.0.1:{self.h2_port} http2 default_server;
-        return 421;
-    }}
-    server {{
-        listen 127.0.0.1:{self.port};
-        listen 127.0.0.1:{self.h2_port} http2;
-        {tls}
-        server_name {HOST};
+    def site_settings(self) -> str:
+        """The document root, and `*.php` to php-fpm."""
+        return f"""\
         root {self.site};
         index index.php index.html;
         location ~ \\.php$ {{
             try_files $uri =404;
             include /etc/nginx/fastcgi.conf;
             fastcgi_pass unix:{self.fpm_socket};
-        }}
+        }}"""
+
+
+@dataclass
+class NginxSplit(Nginx):
+    """nginx cut in two along Bulkhead's line, as a reference for what a process boundary
+    costs: a front nginx (one worker) speaks to clients, answers unknown hosts and
+    terminates TLS; it proxies every request over HTTP/1.1 keep-alive connections on a
+    Unix socket to a back nginx (one worker) that serves the files and talks to php-fpm.
+    One worker each, as Bulkhead runs one gateway thread and one worker thread here (the
+    best of 1+1, 1+2, 2+1 and 2+2 for the PHP workload on this machine). The front streams
+    bodies both ways (`proxy_request_buffering off`, `proxy_buffering off` with a 64 KiB
+    buffer: the 4 KiB default halves its 100 KiB-page throughput), as Bulkhead's gateway does; the back buffers them for php-fpm, as nginx and Bulkhead's worker do."""
+
+    @property
+    def back_socket(self) -> Path:
+        return self.dir / "back.sock"
+
+    def argv(self) -> list[str]:
+        front, back = self.dir / "front.conf", self.dir / "back.conf"
+        front.write_text(self.config())
+        back.write_text(self.back_config())
+        # One process tree: the back's master is a child of the front's. umask 0 lets the
+        # front's workers (user nobody) connect to the back's socket.
+        script = (f"umask 000; {NGINX} -p {self.dir} -c {back} -g 'daemon off;' & "
+                  f"exec {NGINX} -p {self.dir} -c {front} -g 'daemon off;'")
+        return ["/bin/sh", "-c", script]
+
+    def config(self) -> str:
+        upstream = f"""
+    upstream back {{
+        server unix:{self.back_socket};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}"""
+        proxy = """\
+        location / {
+            proxy_pass http://back;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_request_buffering off;
+            proxy_buffering off;
+            proxy_buffer_size 64k;
+            proxy_buffers 4 64k;  # only so that the default busy-buffers size validates
+        }"""
+        return self.client_facing(workers=1, pid="front.pid", upstream=upstream, site=proxy)
+
+    def back_config(self) -> str:
+        d = self.dir
+        return f"""\
+worker_processes 1;
+pid {d}/back.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+{self.http_settings()}
+    server {{
+        listen unix:{self.back_socket};
+{self.site_settings()}
     }}
 }}
 """

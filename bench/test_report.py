@@ -1,4 +1,4 @@
-"""Tests of the report's per-process CPU table. Run by scripts/test.sh:
+"""Tests of the report's per-process CPU, process-boundary and targets tables. Run by scripts/test.sh:
 
     python3 -m unittest discover -s bench
 """
@@ -12,10 +12,11 @@ import report
 from procs import Usage
 
 
-def _row(server: str, requests: int, cpu_s: float, by_name: dict[str, float], fpm_s: float):
+def _row(server: str, requests: int, cpu_s: float, by_name: dict[str, float], fpm_s: float,
+         p99_ms: float = 2.0):
     workload = next(w for w in load.WORKLOADS if w.key == "hello")
     result = load.Load(requests=requests, seconds=10.0, rps=requests / 10, p50_ms=1.0,
-                       p99_ms=2.0, errors=0)
+                       p99_ms=p99_ms, errors=0)
     usage = Usage(cpu_s=cpu_s, peak_rss_kib=1024, processes=len(by_name), cpu_by_name=by_name)
     fpm = Usage(cpu_s=fpm_s, peak_rss_kib=1024, processes=5)
     return report.Row(workload, server, result, usage, fpm)
@@ -37,6 +38,37 @@ class CpuSplitTest(unittest.TestCase):
         bulkhead = _row("bulkhead", 100, 0.01, {"bulkhead-worker": 0.01}, 0.0)
         cells = report.cpu_split_table([bulkhead]).splitlines()[2].strip("|").split("|")
         self.assertEqual(cells[6].strip(), "–")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+class BoundaryTest(unittest.TestCase):
+    def setUp(self):
+        self.rows = [
+            _row("bulkhead", 8_000, 1.2, {}, 0.9, p99_ms=3.0),
+            _row("nginx", 10_000, 1.0, {}, 0.9, p99_ms=2.0),
+            _row("nginx-split", 9_000, 1.35, {}, 0.9, p99_ms=2.5),
+        ]
+        self.hello = [w for w in load.WORKLOADS if w.key == "hello"]
+
+    def test_ratios_between_the_three(self):
+        lines = report.boundary_table(self.rows, self.hello).splitlines()
+        self.assertEqual(len(lines), 3)
+        # req/s: split/nginx, bulkhead/nginx, bulkhead/split; then CPU s per 10k requests:
+        # split 1.35/0.9 = 1.5 against nginx's 1.0, bulkhead 1.2/0.8 = 1.5 against split's 1.5
+        self.assertEqual(_cells(lines[2]), ["hello", "0.90×", "0.80×", "0.89×", "1.50×", "1.00×"])
+
+    def test_without_the_reference_says_so(self):
+        text = report.boundary_table(self.rows[:2], self.hello)
+        self.assertIn("not measured", text)
+
+    def test_targets_show_the_reference_beside_bulkhead(self):
+        lines = report.targets_table(self.rows, []).splitlines()
+        rps, p99 = _cells(lines[2]), _cells(lines[3])
+        self.assertEqual(rps[1:], ["0.80× nginx", "**missed**", "0.90×"])
+        self.assertEqual(p99[1:], ["1.50× nginx", "**missed**", "1.25×"])
 
 
 if __name__ == "__main__":
