@@ -52,6 +52,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// The most workers one app may have.
 pub const MAX_WORKERS: u32 = 64;
+/// The most idle keep-alive FastCGI connections one worker may keep.
+pub const MAX_KEEPALIVE: u32 = 64;
 /// `hsts = true`: one year, the value HSTS preload lists expect at minimum.
 pub const DEFAULT_HSTS: &str = "max-age=31536000";
 pub const DEFAULT_UID_RANGE: UidRange = UidRange { first: 61184, last: 65519 };

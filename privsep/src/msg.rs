@@ -273,6 +273,9 @@ pub struct AppSpec {
     /// Path of the script that handles every request that matches no file.
     pub front_controller: Option<String>,
     pub fastcgi: Backend,
+    /// Idle keep-alive connections to `fastcgi` kept for reuse; 0 opens one per request.
+    #[serde(default)]
+    pub fastcgi_keepalive: u32,
     /// The largest request body accepted; more gets 413.
     pub max_body: u64,
     /// The longest wait for the backend (connect, first byte, between bytes), in ms; then 504.
@@ -468,6 +471,7 @@ mod tests {
                 max_body: 1,
                 timeout_ms: 1,
                 idle_timeout_ms: None,
+                fastcgi_keepalive: 0,
                 prefix: root_prefix(),
                 trusted_proxies: vec![Cidr::parse("10.0.0.0/8").expect("valid block")],
             },

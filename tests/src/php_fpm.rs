@@ -34,12 +34,14 @@ pub struct Pool {
     pub name: String,
     /// `pm.max_children` for `pm = static`.
     pub children: u32,
+    /// `pm.max_requests`: a child exits after this many requests (0: never).
+    pub max_requests: u32,
 }
 
 impl Pool {
     /// A pool of [`DEFAULT_CHILDREN`] children.
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), children: DEFAULT_CHILDREN }
+        Self { name: name.to_owned(), children: DEFAULT_CHILDREN, max_requests: 0 }
     }
 }
 
@@ -237,6 +239,7 @@ fn pool_config(prefix: &Path, socket: &Path, pool: &Pool) -> String {
          listen.mode = 0666\n\
          pm = static\n\
          pm.max_children = {children}\n\
+         pm.max_requests = {max_requests}\n\
          clear_env = yes\n\
          security.limit_extensions = .php\n\
          catch_workers_output = yes\n\
@@ -246,5 +249,6 @@ fn pool_config(prefix: &Path, socket: &Path, pool: &Pool) -> String {
         name = pool.name,
         socket = socket.display(),
         children = pool.children,
+        max_requests = pool.max_requests,
     )
 }

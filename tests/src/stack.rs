@@ -29,6 +29,8 @@ pub struct AppPlan {
     prefix: Option<String>,
     /// A document root outside the test directory (an installed application).
     root: Option<PathBuf>,
+    /// `pm.max_requests` of the app's php-fpm pool (0: never recycled).
+    fpm_max_requests: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,7 @@ impl AppPlan {
             extra_lines: Vec::new(),
             prefix: None,
             root: None,
+            fpm_max_requests: 0,
         }
     }
 
@@ -105,6 +108,12 @@ impl AppPlan {
     /// A raw `key = value` line in the app's `[[app]]` table, e.g. `workers = 3`.
     pub fn line(mut self, line: &str) -> Self {
         self.extra_lines.push(line.to_owned());
+        self
+    }
+
+    /// Its php-fpm children exit after `n` requests each (`pm.max_requests`).
+    pub fn fpm_max_requests(mut self, n: u32) -> Self {
+        self.fpm_max_requests = n;
         self
     }
 
@@ -202,7 +211,7 @@ impl Stack {
         let pools: Vec<Pool> = plans
             .iter()
             .filter(|plan| plan.with_backend)
-            .map(|plan| Pool::new(&plan.name))
+            .map(|plan| Pool { max_requests: plan.fpm_max_requests, ..Pool::new(&plan.name) })
             .collect();
         let fpm = PhpFpm::start(dir.path(), &pools);
         let listen = options.listen.unwrap_or_else(|| loopback(free_port()));

@@ -5,13 +5,14 @@
 //! anywhere but the FastCGI params of this app's own requests.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use privsep::msg::{Backend, Cidr, WorkerInit};
+use privsep::msg::{Cidr, WorkerInit};
 use privsep::secret::Secret;
 
+use crate::backend::Upstream;
 use crate::path::Root;
 
 /// Why the app cannot be served at all.
@@ -27,15 +28,12 @@ pub struct App {
     name: String,
     server_name: String,
     root: Root,
-    backend: Backend,
+    upstream: Arc<Upstream>,
     max_body: u64,
-    timeout: Duration,
     idle_timeout: Option<Duration>,
     secrets: Vec<(String, Secret)>,
     trusted_proxies: Vec<Cidr>,
     activity: Activity,
-    /// Signalled when the Unix backend socket refuses or is gone (see `process`).
-    backend_stale: tokio::sync::Notify,
 }
 
 impl App {
@@ -48,14 +46,16 @@ impl App {
             root: Root::new(dir, spec.index, spec.front_controller).with_prefix(&spec.prefix),
             name: spec.name,
             server_name: spec.server_name,
-            backend: spec.fastcgi,
+            upstream: Arc::new(Upstream::new(
+                spec.fastcgi,
+                Duration::from_millis(spec.timeout_ms),
+                usize::try_from(spec.fastcgi_keepalive).unwrap_or(usize::MAX),
+            )),
             max_body: spec.max_body,
-            timeout: Duration::from_millis(spec.timeout_ms),
             idle_timeout: spec.idle_timeout_ms.map(Duration::from_millis),
             secrets: init.secrets,
             trusted_proxies: spec.trusted_proxies,
             activity: Activity::default(),
-            backend_stale: tokio::sync::Notify::new(),
         })
     }
 
@@ -72,18 +72,14 @@ impl App {
         &self.root
     }
 
-    pub fn backend(&self) -> &Backend {
-        &self.backend
+    /// The app's FastCGI backend and the connections kept to it.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
     }
 
     /// The largest request body accepted, in bytes.
     pub fn max_body(&self) -> u64 {
         self.max_body
-    }
-
-    /// The longest wait for the backend: to connect, for the first byte, between bytes.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// `(param name, value)` pairs added to every request of this app.
@@ -103,7 +99,7 @@ impl App {
 
     /// Notified when the backend's Unix socket looks stale.
     pub fn backend_stale(&self) -> &tokio::sync::Notify {
-        &self.backend_stale
+        self.upstream.stale()
     }
 
     pub fn activity(&self) -> &Activity {

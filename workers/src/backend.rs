@@ -1,34 +1,47 @@
 //! Runs one FastCGI exchange with the app's backend and turns it into an HTTP response.
 //!
-//! Each exchange gets a fresh connection (short-connection mode) and its own tokio
-//! task, so a panic inside the `fastcgi-client` crate becomes a `JoinError` and a 502
-//! instead of a dead worker. The socket is wrapped in a [`RecordGuard`], every wait on
-//! the backend (connect, send, first byte, each later record) is bounded by the app's
-//! timeout, and the body is streamed through a bounded channel. stderr is logged
-//! (capped), never sent to the client. This module must never report a truncated,
-//! malformed or timed-out exchange as a complete response.
+//! Each exchange runs in its own tokio task, so a panic inside the `fastcgi-client`
+//! crate becomes a `JoinError` and a 502 instead of a dead worker. By default each
+//! exchange gets a fresh connection (short-connection mode); with `fastcgi_keepalive`
+//! the connection is asked to stay open and, if the exchange ended cleanly, goes back
+//! to the app's [`Pool`] for the next request. A kept connection that the backend
+//! closed meanwhile (a php-fpm child that reached `pm.max_requests`, or was restarted)
+//! is noticed before use; if it closes while the request is sent, the request goes
+//! once more on a new connection when php-fpm cannot have run it (see
+//! `BackendError::may_resend`). The socket is
+//! wrapped in a [`RecordGuard`], every wait on the backend (connect, send, first byte,
+//! each later record) is bounded by the app's timeout, and the body is streamed
+//! through a bounded channel. stderr is logged (capped), never sent to the client.
+//! This module must never report a truncated, malformed or timed-out exchange as a
+//! complete response, and never reuse a connection whose exchange was not complete.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fastcgi_client::conn::KeepAlive;
+use fastcgi_client::io::TokioCompat;
 use fastcgi_client::response::Content;
 use fastcgi_client::{Client, ClientError, Params, Request, StreamExt};
 use futures_util::Stream;
 use http::Response;
 use privsep::msg::Backend;
+use socket2::{SockRef, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::timeout;
-use tracing::{Instrument, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::app::App;
 use crate::body::{self, Body, Chunk};
 use crate::cgi::{CgiError, Head, HeadBuffer};
+use crate::keepalive::{Acquire, Grant, Pool, Slot};
 use crate::params::ParamMap;
-use crate::record::{EndSeen, RecordGuard};
+use crate::record::{Progress, RecordGuard};
 use crate::request_body::Buffered;
 
 /// The most stderr bytes logged per request.
@@ -49,6 +62,8 @@ pub enum BackendError {
     NoHead,
     #[error("bad CGI response header: {0}")]
     Head(#[from] CgiError),
+    #[error("the request body could not be read back: {0}")]
+    Body(std::io::Error),
     #[error("the FastCGI exchange task failed: {0}")]
     Task(String),
 }
@@ -56,21 +71,114 @@ pub enum BackendError {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// The app's FastCGI backend: where it is, how long to wait for it, and the idle
+/// connections kept to it.
+#[derive(Debug)]
+pub struct Upstream {
+    backend: Backend,
+    wait: Duration,
+    pool: Pool<Kept>,
+    /// Signalled when the Unix backend socket refuses or is gone (see `process`).
+    stale: Notify,
+}
+
+impl Upstream {
+    /// `keepalive` idle connections are kept for reuse; 0 opens one per request.
+    pub fn new(backend: Backend, wait: Duration, keepalive: usize) -> Self {
+        Self { backend, wait, pool: Pool::new(keepalive), stale: Notify::new() }
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Notified when the backend's Unix socket looks stale.
+    pub fn stale(&self) -> &Notify {
+        &self.stale
+    }
+
+    /// The idle connections kept to the backend.
+    pub fn pool(&self) -> &Pool<Kept> {
+        &self.pool
+    }
+
+    /// With keep-alive off, a connection for this request only. Else an idle kept
+    /// connection that is still open and quiet, or a new one in a free slot, waiting
+    /// (within the app's timeout) for either when all are busy.
+    async fn connection(&self) -> Result<Conn, BackendError> {
+        if !self.pool.enabled() {
+            return Ok(Conn::Once(self.connect(false).await?.0));
+        }
+        let grant = match self.pool.acquire() {
+            Acquire::Now(grant) => grant,
+            Acquire::Wait(turn) => match timeout(self.wait, turn).await {
+                Err(_) => return Err(BackendError::Timeout),
+                Ok(grant) => grant.map_err(|_| BackendError::Task("the pool went away".into()))?,
+            },
+        };
+        match grant {
+            Grant::Conn(kept) if kept.open_and_quiet() => Ok(Conn::Reused(kept)),
+            Grant::Conn(kept) => {
+                debug!(backend = %self.backend, "a kept connection was closed by the backend");
+                let Kept { _slot: slot, .. } = kept;
+                Ok(Conn::Kept(self.connect_kept(slot).await?))
+            }
+            Grant::Slot(slot) => Ok(Conn::Kept(self.connect_kept(slot).await?)),
+        }
+    }
+
+    async fn connect_kept(&self, slot: Slot<Kept>) -> Result<Kept, BackendError> {
+        match self.connect(true).await? {
+            (io, Some(probe)) => Ok(Kept::new(io, probe, slot)),
+            (_, None) => Err(BackendError::Task("no probe for a keep-alive connection".into())),
+        }
+    }
+
+    /// A new connection; with `keep`, also a second descriptor of it to look at the
+    /// connection while it is idle (the client crate keeps the stream to itself).
+    async fn connect(&self, keep: bool) -> Result<(Box<dyn Io>, Option<Socket>), BackendError> {
+        let attempt = async {
+            Ok::<_, std::io::Error>(match &self.backend {
+                Backend::Unix(path) => {
+                    let stream = connect_unix(path)?;
+                    let probe = keep.then(|| SockRef::from(&stream).try_clone()).transpose()?;
+                    (Box::new(stream) as Box<dyn Io>, probe)
+                }
+                Backend::Tcp(addr) => {
+                    let stream = TcpStream::connect(addr).await?;
+                    stream.set_nodelay(true)?;
+                    let probe = keep.then(|| SockRef::from(&stream).try_clone()).transpose()?;
+                    (Box::new(stream) as Box<dyn Io>, probe)
+                }
+            })
+        };
+        match timeout(self.wait, attempt).await {
+            Err(_) => Err(BackendError::Timeout),
+            Ok(Err(source)) => {
+                let err = BackendError::Unavailable { backend: self.backend.to_string(), source };
+                if err.is_stale_unix_socket() {
+                    self.stale.notify_one();
+                }
+                Err(err)
+            }
+            Ok(Ok(connected)) => Ok(connected),
+        }
+    }
+}
+
 /// Sends one request to the backend; returns once the response head has arrived.
 pub async fn forward(
     app: &App,
     params: ParamMap,
     body: Buffered,
 ) -> Result<Response<Body>, BackendError> {
-    let io = connect(app.backend(), app.timeout()).await.inspect_err(|e| {
-        if e.is_stale_unix_socket() {
-            app.backend_stale().notify_one();
-        }
-    })?;
+    let upstream = Arc::clone(app.upstream());
+    let conn = upstream.connection().await?;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, response_body) = body::channel();
-    let job = Exchange { wait: app.timeout(), app: app.name().to_owned(), head_tx, body_tx };
-    let task = tokio::spawn(job.run(io, params, body).in_current_span());
+    let reply = Reply { head: Some(head_tx), body: body_tx };
+    let job = Exchange { app: app.name().to_owned(), reply, upstream };
+    let task = tokio::spawn(job.run(conn, params, body).in_current_span());
     let mut abort = AbortGuard(Some(task.abort_handle()));
     let head = match head_rx.await {
         Ok(head) => head?,
@@ -123,23 +231,25 @@ impl BackendError {
         matches!(self, Self::Unavailable { backend, source }
             if backend.starts_with("unix:") && matches!(source.kind(), ConnectionRefused | NotFound))
     }
-}
 
-async fn connect(backend: &Backend, wait: Duration) -> Result<Box<dyn Io>, BackendError> {
-    let attempt = async {
-        Ok::<Box<dyn Io>, std::io::Error>(match backend {
-            Backend::Unix(path) => Box::new(connect_unix(path)?),
-            Backend::Tcp(addr) => {
-                let stream = TcpStream::connect(addr).await?;
-                stream.set_nodelay(true)?;
-                Box::new(stream)
-            }
-        })
-    };
-    match timeout(wait, attempt).await {
-        Err(_) => Err(BackendError::Timeout),
-        Ok(Err(source)) => Err(BackendError::Unavailable { backend: backend.to_string(), source }),
-        Ok(Ok(io)) => Ok(io),
+    /// Whether a request that failed like this on a reused connection, before any byte
+    /// of the response came, may be sent again on a new one. EPIPE (the write found no
+    /// reader) and ECONNRESET (the close discarded what was sent) mean php-fpm never saw
+    /// the request. A plain end of stream also comes from a child that closes after its
+    /// last request (`pm.max_requests`), having read the request without running it,
+    /// but it could be a crash mid-script: only a safe method (GET, HEAD, OPTIONS) is
+    /// sent again then, as nginx does.
+    fn may_resend(&self, safe_method: bool) -> bool {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+        match self {
+            Self::Protocol(ClientError::Io(e)) => match e.kind() {
+                BrokenPipe | ConnectionReset => true,
+                UnexpectedEof => safe_method,
+                _ => false,
+            },
+            Self::Truncated | Self::NoHead => safe_method,
+            _ => false,
+        }
     }
 }
 
@@ -148,75 +258,213 @@ async fn connect(backend: &Backend, wait: Duration) -> Result<Box<dyn Io>, Backe
 /// writability and no `SO_ERROR` read, one reactor turn and one syscall less per
 /// request than `UnixStream::connect`.
 fn connect_unix(path: &Path) -> std::io::Result<UnixStream> {
-    use socket2::{Domain, SockAddr, Socket, Type};
+    use socket2::{Domain, SockAddr, Type};
     let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
     socket.connect(&SockAddr::unix(path)?)?;
     UnixStream::from_std(std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(socket)))
 }
 
-/// One exchange's task: its deadlines and where its results go.
-struct Exchange {
-    wait: Duration,
-    app: String,
-    head_tx: oneshot::Sender<Result<Head, BackendError>>,
-    body_tx: mpsc::Sender<Chunk>,
-}
-
-impl Exchange {
-    async fn run(self, io: Box<dyn Io>, params: ParamMap, body: Buffered) {
-        let mut stderr = StderrLog::new(&self.app);
-        let started = async {
-            let (mut stream, end) = open(io, params, body, self.wait).await?;
-            let (head, rest) = read_head(&mut stream, self.wait, &end, &mut stderr).await?;
-            Ok::<_, BackendError>((head, rest, stream, end))
-        };
-        let (head, rest, mut stream, end) = match started.await {
-            Ok(started) => started,
-            Err(err) => {
-                let _ = self.head_tx.send(Err(err));
-                return;
-            }
-        };
-        if self.head_tx.send(Ok(head)).is_err() {
-            return;
-        }
-        let pumped = pump(&mut stream, rest, self.wait, &end, &mut stderr, &self.body_tx).await;
-        let last = match pumped {
-            Ok(()) => Chunk::End,
-            Err(err) => {
-                warn!(app = %self.app, cause = %err, "response body aborted");
-                Chunk::Fail(err.to_string())
-            }
-        };
-        let _ = self.body_tx.send(last).await;
-    }
-}
-
 /// Bytes of FastCGI request records gathered before a write to the backend.
 const WRITE_BUFFER: usize = 16 * 1024;
 
-/// Sends the request through a guarded connection; returns the response stream.
-async fn open(
-    io: Box<dyn Io>,
-    params: ParamMap,
-    body: Buffered,
-    wait: Duration,
-) -> Result<(impl Stream<Item = Item> + Unpin + Send, EndSeen), BackendError> {
-    // The client crate writes each record piece on its own and flushes once at
-    // the end: buffered, a small request leaves in one or two writes, not eight.
-    let (guard, end) = RecordGuard::new(BufWriter::with_capacity(WRITE_BUFFER, io));
-    let request = Request::new_tokio(to_params(params), body.into_reader());
-    let exchange = Client::new_tokio(guard).execute_once_stream(request);
-    let stream = timeout(wait, exchange).await.map_err(|_| BackendError::Timeout)??;
-    Ok((stream, end))
+/// The backend socket as the client crate sees it: buffered writes (the crate writes
+/// each record piece on its own and flushes once at the end, so a small request
+/// leaves in one or two writes, not eight) and validated reads.
+type Guarded = RecordGuard<BufWriter<Box<dyn Io>>>;
+
+fn guarded(io: Box<dyn Io>) -> (Guarded, Progress) {
+    RecordGuard::new(BufWriter::with_capacity(WRITE_BUFFER, io))
 }
 
-fn to_params(map: ParamMap) -> Params<'static> {
+/// A keep-alive connection: the client, how far its current exchange got, a second
+/// descriptor of the same socket to look at it while it is idle, and its slot.
+pub struct Kept {
+    client: Client<TokioCompat<Guarded>, KeepAlive>,
+    progress: Progress,
+    probe: Socket,
+    _slot: Slot<Kept>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("probe", &self.probe).finish_non_exhaustive()
+    }
+}
+
+impl Kept {
+    fn new(io: Box<dyn Io>, probe: Socket, slot: Slot<Kept>) -> Self {
+        let (guard, progress) = guarded(io);
+        Self { client: Client::new_keep_alive_tokio(guard), progress, probe, _slot: slot }
+    }
+
+    /// Open, with nothing to read: the backend has not closed it and sent nothing
+    /// unasked. One `recv(MSG_PEEK)` on the non-blocking socket.
+    fn open_and_quiet(&self) -> bool {
+        let mut byte = [MaybeUninit::<u8>::uninit()];
+        matches!(self.probe.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// The connection an exchange runs on.
+enum Conn {
+    /// Short-connection mode: the backend closes it after the response.
+    Once(Box<dyn Io>),
+    /// A new keep-alive connection.
+    Kept(Kept),
+    /// A keep-alive connection from the pool.
+    Reused(Kept),
+}
+
+/// Where an exchange's results go: the head (once), then the body.
+struct Reply {
+    head: Option<oneshot::Sender<Result<Head, BackendError>>>,
+    body: mpsc::Sender<Chunk>,
+}
+
+/// How an exchange that delivered its head ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// The whole response was read, up to END_REQUEST.
+    Complete,
+    /// The client went away, or the body failed: the connection's state is unknown.
+    Abandoned,
+}
+
+/// One exchange's task.
+struct Exchange {
+    app: String,
+    reply: Reply,
+    upstream: Arc<Upstream>,
+}
+
+impl Exchange {
+    async fn run(self, conn: Conn, params: ParamMap, body: Buffered) {
+        let Self { app, mut reply, upstream } = self;
+        let mut stderr = StderrLog::new(&app);
+        let mut round = Round { params: &params, body: &body, wait: upstream.wait };
+        let outcome = match conn {
+            Conn::Once(io) => round.once(io, &mut reply, &mut stderr).await.map(drop),
+            Conn::Kept(kept) => round.kept(kept, false, &upstream, &mut reply, &mut stderr).await,
+            Conn::Reused(kept) => round.kept(kept, true, &upstream, &mut reply, &mut stderr).await,
+        };
+        if let (Err(err), Some(head)) = (outcome, reply.head.take()) {
+            let _ = head.send(Err(err));
+        }
+    }
+}
+
+type BodyReader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// What every attempt of one exchange sends.
+struct Round<'a> {
+    params: &'a ParamMap,
+    body: &'a Buffered,
+    wait: Duration,
+}
+
+impl Round<'_> {
+    /// Whether the request's method is safe to run twice.
+    fn safe(&self) -> bool {
+        matches!(
+            self.params.get("REQUEST_METHOD").map(String::as_str),
+            Some("GET" | "HEAD" | "OPTIONS")
+        )
+    }
+
+    fn request(&self) -> Result<Request<'_, TokioCompat<BodyReader>>, BackendError> {
+        let body = self.body.reader().map_err(BackendError::Body)?;
+        Ok(Request::new_tokio(params(self.params), body))
+    }
+
+    /// Short-connection mode.
+    async fn once(
+        &mut self,
+        io: Box<dyn Io>,
+        reply: &mut Reply,
+        stderr: &mut StderrLog<'_>,
+    ) -> Result<Finish, BackendError> {
+        let (guard, progress) = guarded(io);
+        let exchange = Client::new_tokio(guard).execute_once_stream(self.request()?);
+        let mut stream =
+            timeout(self.wait, exchange).await.map_err(|_| BackendError::Timeout)??;
+        respond(&mut stream, &progress, self.wait, reply, stderr).await
+    }
+
+    /// Keep-alive mode: a complete exchange puts the connection back in the pool; a
+    /// reused one that the backend had closed unread is replaced once.
+    async fn kept(
+        &mut self,
+        mut kept: Kept,
+        mut reused: bool,
+        upstream: &Upstream,
+        reply: &mut Reply,
+        stderr: &mut StderrLog<'_>,
+    ) -> Result<(), BackendError> {
+        loop {
+            let result = async {
+                let exchange = kept.client.execute_stream(self.request()?);
+                let mut stream =
+                    timeout(self.wait, exchange).await.map_err(|_| BackendError::Timeout)??;
+                respond(&mut stream, &kept.progress, self.wait, reply, stderr).await
+            }
+            .await;
+            match result {
+                Ok(Finish::Complete) => {
+                    upstream.pool().put(kept);
+                    break Ok(());
+                }
+                Ok(Finish::Abandoned) => break Ok(()),
+                Err(err) if reused && !kept.progress.received() && err.may_resend(self.safe()) => {
+                    debug!(cause = %err, "a kept connection was closed unread; sending again");
+                    let Kept { _slot: slot, .. } = kept; // the old socket closes, its slot moves
+                    (kept, reused) = (upstream.connect_kept(slot).await?, false);
+                }
+                Err(err) => break Err(err),
+            }
+        }
+    }
+}
+
+/// The params as the client crate wants them, borrowed: a second attempt sends them again.
+fn params(map: &ParamMap) -> Params<'_> {
     let mut params = Params::default();
     params.clear();
     params.reserve(map.len());
-    params.extend(map.into_iter().map(|(k, v)| (k, Cow::Owned(v))));
+    params.extend(map.iter().map(|(k, v)| (Cow::Borrowed(k.as_ref()), Cow::Borrowed(v.as_str()))));
     params
+}
+
+/// Reads the head and hands it over, then streams the body. An error is returned
+/// only while the head has not been handed over; later ones end the body.
+async fn respond<S>(
+    stream: &mut S,
+    progress: &Progress,
+    wait: Duration,
+    reply: &mut Reply,
+    stderr: &mut StderrLog<'_>,
+) -> Result<Finish, BackendError>
+where
+    S: Stream<Item = Item> + Unpin,
+{
+    let (head, rest) = read_head(stream, wait, progress, stderr).await?;
+    let Some(head_tx) = reply.head.take() else {
+        return Ok(Finish::Abandoned);
+    };
+    if head_tx.send(Ok(head)).is_err() {
+        return Ok(Finish::Abandoned);
+    }
+    match pump(stream, rest, wait, progress, stderr, &reply.body).await {
+        Ok(Finish::Complete) => {
+            let _ = reply.body.send(Chunk::End).await;
+            Ok(Finish::Complete)
+        }
+        Ok(Finish::Abandoned) => Ok(Finish::Abandoned),
+        Err(err) => {
+            warn!(app = %stderr.app, cause = %err, "response body aborted");
+            let _ = reply.body.send(Chunk::Fail(err.to_string())).await;
+            Ok(Finish::Abandoned)
+        }
+    }
 }
 
 type Item = Result<Content, ClientError>;
@@ -225,7 +473,7 @@ type Item = Result<Content, ClientError>;
 async fn next<S>(
     stream: &mut S,
     wait: Duration,
-    end: &EndSeen,
+    progress: &Progress,
 ) -> Result<Option<Content>, BackendError>
 where
     S: Stream<Item = Item> + Unpin,
@@ -233,7 +481,7 @@ where
     match timeout(wait, stream.next()).await {
         Err(_) => Err(BackendError::Timeout),
         Ok(Some(item)) => Ok(Some(item?)),
-        Ok(None) if end.get() => Ok(None),
+        Ok(None) if progress.ended() => Ok(None),
         Ok(None) => Err(BackendError::Truncated),
     }
 }
@@ -241,7 +489,7 @@ where
 async fn read_head<S>(
     stream: &mut S,
     wait: Duration,
-    end: &EndSeen,
+    progress: &Progress,
     stderr: &mut StderrLog<'_>,
 ) -> Result<(Head, Bytes), BackendError>
 where
@@ -249,7 +497,7 @@ where
 {
     let mut head = HeadBuffer::default();
     loop {
-        match next(stream, wait, end).await? {
+        match next(stream, wait, progress).await? {
             None => return Err(BackendError::NoHead),
             Some(Content::Stderr(bytes)) => stderr.log(&bytes),
             Some(Content::Stdout(bytes)) => {
@@ -265,10 +513,10 @@ async fn pump<S>(
     stream: &mut S,
     rest: Bytes,
     wait: Duration,
-    end: &EndSeen,
+    progress: &Progress,
     stderr: &mut StderrLog<'_>,
     tx: &mpsc::Sender<Chunk>,
-) -> Result<(), BackendError>
+) -> Result<Finish, BackendError>
 where
     S: Stream<Item = Item> + Unpin,
 {
@@ -277,14 +525,14 @@ where
         if let Some(bytes) = data.take().filter(|b| !b.is_empty())
             && tx.send(Chunk::Data(bytes)).await.is_err()
         {
-            return Ok(()); // the client went away; dropping the stream cancels
+            return Ok(Finish::Abandoned); // the client went away; dropping the stream cancels
         }
         let record = tokio::select! {
-            () = tx.closed() => return Ok(()),
-            record = next(stream, wait, end) => record?,
+            () = tx.closed() => return Ok(Finish::Abandoned),
+            record = next(stream, wait, progress) => record?,
         };
         match record {
-            None => return Ok(()),
+            None => return Ok(Finish::Complete),
             Some(Content::Stderr(bytes)) => stderr.log(&bytes),
             Some(Content::Stdout(bytes)) => data = Some(bytes),
         }

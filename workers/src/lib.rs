@@ -33,6 +33,7 @@ pub mod conditional;
 pub mod error;
 pub mod forwarded;
 pub mod handler;
+pub mod keepalive;
 pub mod mime;
 pub mod params;
 pub mod path;

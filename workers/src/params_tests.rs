@@ -17,6 +17,7 @@ fn app(dir: &TempDir) -> App {
             max_body: 1024,
             timeout_ms: 1000,
             idle_timeout_ms: None,
+            fastcgi_keepalive: 0,
             prefix: "/".into(),
             trusted_proxies: Vec::new(),
         },

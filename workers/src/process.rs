@@ -6,9 +6,10 @@
 //! control socket (the broker is gone) ends it at once. An on-demand app's worker
 //! reports `Idle` when no request has run for its idle timeout. A worker whose Unix
 //! backend socket refuses reports `BackendStale`: its sandbox pins the socket file it
-//! saw at start-up, so after a php-fpm restart only a fresh worker can reach the new one. The broker is trusted
-//! for its messages, but this module must never act on a message that is not in
-//! `ToWorker`, and never keep serving after the broker has gone.
+//! saw at start-up, so after a php-fpm restart only a fresh worker can reach the new
+//! one. Kept FastCGI connections (`fastcgi_keepalive`) are closed once idle too long.
+//! The broker is trusted for its messages, but this module must never act on a message
+//! that is not in `ToWorker`, and never keep serving after the broker has gone.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::App;
+use crate::backend::Upstream;
+use crate::keepalive;
 
 /// The slowest idle check, for very long idle timeouts.
 const MAX_IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -40,6 +43,9 @@ pub async fn run(
 ) -> Result<(), ProcessError> {
     let mut worker = Worker::new(Arc::new(app));
     worker.add_channel(first);
+    if worker.app.upstream().pool().enabled() {
+        tokio::spawn(close_idle_connections(Arc::clone(worker.app.upstream())));
+    }
     let mut idle = IdleReport::new(worker.app.idle_timeout());
     loop {
         tokio::select! {
@@ -65,6 +71,15 @@ pub async fn run(
             info!(app = %worker.app.name(), "drained");
             return Ok(());
         }
+    }
+}
+
+/// Closes kept FastCGI connections once idle too long, so they do not hold php-fpm
+/// children when the app is quiet. Runs as long as the process.
+async fn close_idle_connections(upstream: Arc<Upstream>) {
+    loop {
+        tokio::time::sleep(keepalive::IDLE_LIMIT / 4).await;
+        upstream.pool().prune();
     }
 }
 

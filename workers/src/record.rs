@@ -6,13 +6,16 @@
 //! (wrong version, a request id other than 1, an unexpected record type, an
 //! END_REQUEST whose body is not 8 bytes, bytes after END_REQUEST) fails the read with
 //! `InvalidData`, so the crate never parses it. EOF before END_REQUEST fails the read
-//! with `UnexpectedEof`, and [`EndSeen`] tells the caller afterwards whether the
-//! response was complete. This module must never pass a byte it has not validated.
+//! with `UnexpectedEof`, and [`Progress`] tells the caller afterwards whether the
+//! response was complete, or whether any byte of it arrived. On a keep-alive
+//! connection the first write after a complete END_REQUEST starts the next exchange:
+//! the parser and [`Progress`] start over. This module must never pass a byte it has
+//! not validated.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -103,17 +106,30 @@ impl RecordParser {
     }
 }
 
-/// Shared flag: did the guarded stream deliver a complete END_REQUEST?
+/// How far the current exchange on a guarded stream got, shared with its owner.
 #[derive(Debug, Clone, Default)]
-pub struct EndSeen(Arc<AtomicBool>);
+pub struct Progress(Arc<AtomicU8>);
 
-impl EndSeen {
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+const RECEIVED: u8 = 1;
+const ENDED: u8 = 2;
+
+impl Progress {
+    /// Whether a complete END_REQUEST has arrived.
+    pub fn ended(&self) -> bool {
+        self.0.load(Ordering::Acquire) & ENDED != 0
     }
 
-    fn set(&self) {
-        self.0.store(true, Ordering::Release);
+    /// Whether any byte of the response has arrived.
+    pub fn received(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    fn mark(&self, flag: u8) {
+        self.0.fetch_or(flag, Ordering::AcqRel);
+    }
+
+    fn reset(&self) {
+        self.0.store(0, Ordering::Release);
     }
 }
 
@@ -122,14 +138,14 @@ impl EndSeen {
 pub struct RecordGuard<S> {
     inner: S,
     parser: RecordParser,
-    end: EndSeen,
+    progress: Progress,
 }
 
 impl<S> RecordGuard<S> {
-    /// Wraps `inner`; the returned flag outlives the guard.
-    pub fn new(inner: S) -> (Self, EndSeen) {
-        let end = EndSeen::default();
-        (Self { inner, parser: RecordParser::default(), end: end.clone() }, end)
+    /// Wraps `inner`; the returned handle outlives the guard.
+    pub fn new(inner: S) -> (Self, Progress) {
+        let progress = Progress::default();
+        (Self { inner, parser: RecordParser::default(), progress: progress.clone() }, progress)
     }
 }
 
@@ -151,12 +167,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for RecordGuard<S> {
                 false => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             };
         }
+        self.progress.mark(RECEIVED);
         if let Err(err) = self.parser.feed(new) {
             buf.set_filled(before);
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err)));
         }
         if self.parser.ended() {
-            self.end.set();
+            self.progress.mark(ENDED);
         }
         Poll::Ready(Ok(()))
     }
@@ -168,6 +185,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for RecordGuard<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.parser.ended() {
+            // The next request on a keep-alive connection: a new response follows.
+            self.parser = RecordParser::default();
+            self.progress.reset();
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

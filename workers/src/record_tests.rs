@@ -57,7 +57,7 @@ async fn guard_passes_a_good_stream_and_flags_the_end() {
     let mut out = Vec::new();
     guard.read_to_end(&mut out).await.expect("well-formed");
     assert_eq!(out, bytes);
-    assert!(end.get());
+    assert!(end.ended() && end.received());
 }
 
 #[tokio::test]
@@ -66,7 +66,34 @@ async fn guard_fails_a_truncated_stream() {
     let (mut guard, end) = RecordGuard::new(&bytes[..]);
     let err = guard.read_to_end(&mut Vec::new()).await.expect_err("truncated");
     assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-    assert!(!end.get());
+    assert!(!end.ended() && end.received());
+}
+
+#[tokio::test]
+async fn a_write_after_the_end_starts_the_next_exchange() {
+    use tokio::io::AsyncWriteExt;
+    // A keep-alive connection: response 1, then request 2 is written, then response 2.
+    let (mut near, mut far) = tokio::io::duplex(4096);
+    let (mut guard, progress) = RecordGuard::new(&mut near);
+    far.write_all(&good_response()).await.expect("fits");
+    let mut first = vec![0; good_response().len()];
+    guard.read_exact(&mut first).await.expect("well-formed");
+    assert!(progress.ended());
+    guard.write_all(b"request 2").await.expect("writable");
+    assert!(!progress.received() && !progress.ended(), "a new exchange starts at the write");
+    far.write_all(&good_response()).await.expect("fits");
+    let mut second = vec![0; good_response().len()];
+    guard.read_exact(&mut second).await.expect("the parser started over");
+    assert!(progress.ended());
+}
+
+#[tokio::test]
+async fn bytes_after_the_end_without_a_new_request_are_refused() {
+    let mut bytes = good_response();
+    bytes.extend(encode_record(STDOUT, b"unasked"));
+    let (mut guard, _progress) = RecordGuard::new(&bytes[..]);
+    let err = guard.read_to_end(&mut Vec::new()).await.expect_err("trailing");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
 }
 
 #[tokio::test]

@@ -60,12 +60,18 @@ impl Buffered {
         self.len() == 0
     }
 
-    /// A reader over the whole body, from its start.
-    pub fn into_reader(self) -> Box<dyn AsyncRead + Unpin + Send> {
-        match self {
-            Self::Memory(bytes) => Box::new(Cursor::new(bytes)),
-            Self::File { file, .. } => Box::new(FileReader(file)),
-        }
+    /// A reader over the whole body, from its start; may be asked for again (a
+    /// request sent a second time). A spilled body's reader shares the file offset,
+    /// so only the newest one may be read.
+    pub fn reader(&self) -> std::io::Result<Box<dyn AsyncRead + Unpin + Send>> {
+        Ok(match self {
+            Self::Memory(bytes) => Box::new(Cursor::new(bytes.clone())),
+            Self::File { file, .. } => {
+                let mut file = file.try_clone()?;
+                file.seek(SeekFrom::Start(0))?;
+                Box::new(FileReader(file))
+            }
+        })
     }
 }
 
@@ -163,7 +169,7 @@ mod tests {
 
     async fn read_all(body: Buffered) -> Vec<u8> {
         let mut out = Vec::new();
-        body.into_reader().read_to_end(&mut out).await.expect("readable");
+        body.reader().expect("a reader").read_to_end(&mut out).await.expect("readable");
         out
     }
 

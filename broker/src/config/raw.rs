@@ -59,6 +59,7 @@ pub(super) struct RawApp {
     pub index: Option<Vec<String>>,
     pub front_controller: Option<String>,
     pub fastcgi: String,
+    pub fastcgi_keepalive: Option<u32>,
     pub user: Option<String>,
     #[serde(default)]
     pub writable: Vec<PathBuf>,

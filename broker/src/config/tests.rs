@@ -77,6 +77,7 @@ root = "{dir}/public/../public"
 index = ["index.html"]
 front_controller = "/index.php"
 fastcgi = "127.0.0.1:9000"
+fastcgi_keepalive = 8
 user = "nobody"
 writable = ["{dir}/uploads"]
 tls = { cert = "{dir}/cert.pem", key = "{dir}/key.pem" }
@@ -107,6 +108,7 @@ fn a_full_config_round_trips_into_app_spec() {
         max_body: 64 * 1024 * 1024,
         timeout_ms: 90_000,
         idle_timeout_ms: Some(120_000),
+        fastcgi_keepalive: 8,
         prefix: "/".into(),
         trusted_proxies: Vec::new(),
     };
@@ -159,6 +161,7 @@ fn defaults_apply_when_keys_are_absent() {
     assert_eq!(spec.index, DEFAULT_INDEX);
     assert_eq!((spec.max_body, spec.timeout_ms), (DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS));
     assert_eq!(spec.fastcgi, Backend::Unix("/run/php/blog.sock".into()));
+    assert_eq!(spec.fastcgi_keepalive, 0, "a connection per request unless asked");
     assert_eq!(config.sandbox, SandboxConfig::default());
     assert_eq!(config.sandbox.effective_mode(true), SandboxMode::Root);
     assert!(config.listen_tls.is_empty() && config.apps[0].secrets.is_empty());
@@ -394,12 +397,16 @@ fn an_unreadable_config_file_is_reported() {
 }
 
 #[test]
-fn worker_counts_and_idle_timeouts_are_checked() {
+fn worker_counts_keepalive_and_idle_timeouts_are_checked() {
     let fx = Fixture::new();
-    let text = FULL.replace("workers = 3", "workers = 0").replace("on_demand = true\n", "");
+    let text = FULL
+        .replace("workers = 3", "workers = 0")
+        .replace("on_demand = true\n", "")
+        .replace("fastcgi_keepalive = 8", "fastcgi_keepalive = 65");
     let err = fx.parse_env(&text, &[("BLOG_API_KEY", "k")]).expect_err("invalid");
     let text = err.to_string();
     assert!(text.contains("app[0].workers: 0 is not between 1 and 64"), "{text}");
+    assert!(text.contains("app[0].fastcgi_keepalive: 65 is not between 0 and 64"), "{text}");
     assert!(text.contains("app[0].idle_timeout: applies only with on_demand = true"), "{text}");
 }
 

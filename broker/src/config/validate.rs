@@ -19,7 +19,7 @@ use super::raw::{
     HstsValue, RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue,
 };
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
-use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_WORKERS};
+use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_KEEPALIVE, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
 use super::{paths, secrets, users, values};
 
@@ -280,6 +280,7 @@ fn spec(
     let fastcgi = p.take(key(at, "fastcgi"), values::backend(&raw.fastcgi));
     let (max_body, timeout_ms) = limits(at, &raw.limits, p);
     let idle_timeout_ms = idle_timeout(at, raw, p);
+    let fastcgi_keepalive = keepalive(at, raw.fastcgi_keepalive, p);
     Some(AppSpec {
         name: name?,
         server_name: server_name(hosts?)?,
@@ -290,6 +291,7 @@ fn spec(
         max_body: max_body?,
         timeout_ms: timeout_ms?,
         idle_timeout_ms: idle_timeout_ms?,
+        fastcgi_keepalive: fastcgi_keepalive?,
         prefix: msg::root_prefix(),
         trusted_proxies: Vec::new(),
     })
@@ -315,6 +317,21 @@ fn workers(at: &str, raw: Option<u32>, p: &mut Problems) -> Option<u32> {
         Some(n @ 1..=MAX_WORKERS) => Some(n),
         Some(n) => {
             p.push(key(at, "workers"), format!("{n} is not between 1 and {MAX_WORKERS}"));
+            None
+        }
+    }
+}
+
+/// `fastcgi_keepalive`: 0 (the default: a connection per request) to [`MAX_KEEPALIVE`].
+fn keepalive(at: &str, raw: Option<u32>, p: &mut Problems) -> Option<u32> {
+    match raw {
+        None => Some(0),
+        Some(n @ 0..=MAX_KEEPALIVE) => Some(n),
+        Some(n) => {
+            p.push(
+                key(at, "fastcgi_keepalive"),
+                format!("{n} is not between 0 and {MAX_KEEPALIVE}"),
+            );
             None
         }
     }

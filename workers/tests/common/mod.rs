@@ -34,6 +34,7 @@ pub fn spec(root: &Path, socket: &Path) -> WorkerInit {
             max_body: 1024 * 1024,
             timeout_ms: 5_000,
             idle_timeout_ms: None,
+            fastcgi_keepalive: 0,
             prefix: "/".into(),
             trusted_proxies: Vec::new(),
         },
