@@ -53,6 +53,11 @@ def parse_args() -> argparse.Namespace:
                                        + ",".join(w.key for w in WORKLOADS))
     p.add_argument("--servers", default="bulkhead,nginx,nginx-split,caddy")
     p.add_argument("--php-children", type=int, default=4)
+    p.add_argument("--keepalive", type=int, default=0, metavar="N",
+                   help="keep-alive FastCGI connections: Bulkhead's fastcgi_keepalive = N, "
+                        "nginx's fastcgi_keep_conn with N/2 idle connections in all; each server "
+                        "then gets a php-fpm pool of its own (kept connections hold children). "
+                        "Caddy has no FastCGI keep-alive. Default 0: a connection per request")
     p.add_argument("--no-bulkhead-tls", dest="bulkhead_tls", action="store_false",
                    help="leave listen_tls out of Bulkhead's config (the TLS workloads are then skipped)")
     args = p.parse_args()
@@ -196,26 +201,30 @@ def measure(server: Server, fpm: PhpFpm, workload: Workload, args, raw: Path) ->
     return row
 
 
-def compare(servers: list[Server], fpm: PhpFpm, args, raw: Path) -> list[Row]:
+def compare(servers: list[Server], fpms: dict[str, PhpFpm], args, raw: Path) -> list[Row]:
     rows = []
     for i, workload in enumerate(args.workloads):
         turn = i % len(servers)
         order = servers[turn:] + servers[:turn]
-        results = {s.name: measure(s, fpm, workload, args, raw) for s in order}
+        results = {s.name: measure(s, fpms[s.name], workload, args, raw) for s in order}
         rows += [results[s.name] for s in servers]
     return rows
 
 
-def start_servers(args, site: Path, fpm: PhpFpm, spawner: procs.Spawner):
+def start_servers(args, site: Path, fpms: dict[str, PhpFpm], spawner: procs.Spawner):
     """Starts the servers asked for; returns those that came up, and notes on the others."""
     cert = make_certificate(args.tmp)
-    common = dict(site=site, fpm_socket=fpm.socket, tls=cert)
+
+    def common(name: str) -> dict:
+        return dict(site=site, fpm_socket=fpms[name].socket, tls=cert, keepalive=args.keepalive)
+
     makers = {
-        "bulkhead": lambda: Bulkhead("bulkhead", args.tmp / "bulkhead", **common,
+        "bulkhead": lambda: Bulkhead("bulkhead", args.tmp / "bulkhead", **common("bulkhead"),
                                      binary=BULKHEAD, with_tls=args.bulkhead_tls),
-        "nginx": lambda: Nginx("nginx", args.tmp / "nginx", **common),
-        "nginx-split": lambda: NginxSplit("nginx-split", args.tmp / "nginx-split", **common),
-        "caddy": lambda: Caddy("caddy", args.tmp / "caddy", **common),
+        "nginx": lambda: Nginx("nginx", args.tmp / "nginx", **common("nginx")),
+        "nginx-split": lambda: NginxSplit("nginx-split", args.tmp / "nginx-split",
+                                          **common("nginx-split")),
+        "caddy": lambda: Caddy("caddy", args.tmp / "caddy", **common("caddy")),
     }
     started, notes = [], []
     for name in args.servers:
@@ -274,8 +283,15 @@ def run_all(args, raw: Path, spawner: procs.Spawner):
     site = make_site(args.tmp / "site")
     fpm = PhpFpm(args.tmp / "php-fpm", children=args.php_children)
     fpm.start(spawner)
-    servers, notes = start_servers(args, site, fpm, spawner)
-    rows = compare(servers, fpm, args, raw) if servers else []
+    # Kept connections hold php-fpm children even while their server is not under load:
+    # with keep-alive, each server gets a pool of its own.
+    fpms = {name: fpm for name in args.servers}
+    if args.keepalive:
+        for name in args.servers:
+            fpms[name] = PhpFpm(args.tmp / f"php-fpm-{name}", children=args.php_children)
+            fpms[name].start(spawner)
+    servers, notes = start_servers(args, site, fpms, spawner)
+    rows = compare(servers, fpms, args, raw) if servers else []
     for server in servers:
         spawner.stop(server.proc)
     density_rows = []
@@ -300,11 +316,18 @@ def keep_files(args, raw: Path) -> None:
 
 
 def compose(args, info, rows, density_rows, notes) -> str:
+    pool = f"php-fpm pool (`pm = static`, {args.php_children} children)"
+    pools = f"one {pool} shared by all servers"
+    if args.keepalive:
+        pools = (f"one {pool} per server, reached over keep-alive FastCGI connections "
+                 f"(Bulkhead `fastcgi_keepalive = {args.keepalive}`, nginx `fastcgi_keep_conn "
+                 f"on` with {max(1, args.keepalive // 2)} idle connections in all; Caddy has no FastCGI "
+                 f"keep-alive)")
     parts = [
         f"# Bulkhead benchmark, {info.pop('date')}",
         "",
-        f"Loopback, one php-fpm pool (`pm = static`, {args.php_children} children) shared by "
-        f"all servers; {args.duration:g} s per server and workload after {args.warmup:g} s of "
+        f"Loopback, {pools}; {args.duration:g} s per server and workload after "
+        f"{args.warmup:g} s of "
         f"warm-up; every request carries `Host: {HOST}`. The servers ran side by side, one "
         f"at a time under load.",
         "",

@@ -114,7 +114,7 @@ def parse_wrk(out: str) -> Load:
     done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
     if not done:
         raise ValueError(f"unexpected wrk output:\n{out}")
-    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M))
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

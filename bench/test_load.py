@@ -51,6 +51,13 @@ class WrkTest(unittest.TestCase):
         self.assertAlmostEqual(got.p99_ms, 1500.0)
         self.assertAlmostEqual(got.ok_rps, 500.0 * (1000 - 16) / 1000)
 
+    def test_latencies_in_seconds_have_a_trailing_space(self):
+        # wrk pads a value in seconds ("1.37s "); a run with timeouts has such a p99.
+        got = load.parse_wrk((DATA / "wrk-seconds-timeouts.txt").read_text())
+        self.assertAlmostEqual(got.p50_ms, 0.295)
+        self.assertAlmostEqual(got.p99_ms, 1370.0)
+        self.assertEqual(got.errors, 30)
+
     def test_refuses_foreign_output(self):
         with self.assertRaises(ValueError):
             load.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
