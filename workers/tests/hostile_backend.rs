@@ -1,8 +1,10 @@
 //! The worker against a malicious FastCGI backend on a real Unix socket.
 //!
 //! The mock plays only the hostile side: it reads a whole FastCGI request, then answers
-//! with whatever its script says (a malformed END_REQUEST, a cut-off body, silence).
-//! The worker side is the real `serve_connection` driven over HTTP/2.
+//! with whatever its script says (a malformed END_REQUEST, a cut-off body, silence). A
+//! second mock keeps its connections open, as php-fpm does for `fastcgi_keepalive`, and
+//! sends a forged response nobody asked for. The worker side is the real
+//! `serve_connection` driven over HTTP/2.
 
 mod common;
 
@@ -14,9 +16,14 @@ use std::time::Duration;
 
 use common::{TempDir, request, send, spec, start};
 use http::StatusCode;
+use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
+/// The gateway's end of a worker channel.
+type Client = hyper::client::conn::http2::SendRequest<Full<bytes::Bytes>>;
+
+const BEGIN_REQUEST: u8 = 1;
 const END_REQUEST: u8 = 3;
 const PARAMS: u8 = 4;
 const STDIN: u8 = 5;
@@ -111,17 +118,27 @@ async fn answer_one(
 
 /// Reads records up to the empty STDIN record; returns the decoded params.
 async fn read_request(stream: &mut UnixStream) -> HashMap<String, String> {
+    next_request(stream).await.expect("a whole request")
+}
+
+/// Like [`read_request`]; `None` once the client has closed the connection. Records
+/// before BEGIN_REQUEST are skipped, as php-fpm does: the client crate ends an empty
+/// body with two empty STDIN records, and on a kept connection the second one comes
+/// before the next request.
+async fn next_request(stream: &mut UnixStream) -> Option<HashMap<String, String>> {
     let mut params = Vec::new();
+    let mut begun = false;
     loop {
         let mut header = [0u8; 8];
-        stream.read_exact(&mut header).await.expect("record header");
+        stream.read_exact(&mut header).await.ok()?;
         let len = usize::from(u16::from_be_bytes([header[4], header[5]]));
         let mut content = vec![0; len + usize::from(header[6])];
-        stream.read_exact(&mut content).await.expect("record content");
+        stream.read_exact(&mut content).await.ok()?;
         content.truncate(len);
         match header[1] {
+            BEGIN_REQUEST => begun = true,
             PARAMS => params.extend(content),
-            STDIN if len == 0 => return decode_params(&params),
+            STDIN if len == 0 && begun => return Some(decode_params(&params)),
             _ => {}
         }
     }
@@ -288,4 +305,95 @@ async fn an_oversized_body_gets_413_without_touching_the_backend() {
     let (head, _) = send(&mut client, request("POST", "/index.php", b"too long")).await;
     assert_eq!(head.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(mock.connections(), 0);
+}
+
+/// How a keep-alive backend misbehaves on its first connection's first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unasked {
+    /// A second, forged response in the same write as the real one.
+    Appended,
+    /// A forged response a moment later, while the connection sits idle.
+    Later,
+}
+
+/// A backend that keeps its connections open, as php-fpm does when asked to, and answers
+/// every request with "conn C req R"; on its first response it also sends a forged one.
+fn kept_mock(socket: &Path, unasked: Unasked) -> Arc<AtomicUsize> {
+    let listener = UnixListener::bind(socket).expect("bind mock socket");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let conn = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                for req in 0.. {
+                    if next_request(&mut stream).await.is_none() {
+                        return;
+                    }
+                    let mut bytes = good(&format!("conn {conn} req {req}"));
+                    let first = conn == 0 && req == 0;
+                    if first && unasked == Unasked::Appended {
+                        bytes.extend(good("forged"));
+                    }
+                    if stream.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    if first && unasked == Unasked::Later {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = stream.write_all(&good("forged")).await;
+                    }
+                }
+            });
+        }
+    });
+    accepted
+}
+
+fn good(body: &str) -> Vec<u8> {
+    let mut out = record(STDOUT, format!("Content-Type: text/plain\r\n\r\n{body}").as_bytes());
+    out.extend(record(END_REQUEST, &[0; 8]));
+    out
+}
+
+/// The worker with `fastcgi_keepalive = 2`, in front of `socket`.
+async fn kept_worker(dir: &TempDir, socket: &Path) -> Client {
+    let mut init = spec(&dir.path().join("www"), socket);
+    init.app.fastcgi_keepalive = 2;
+    start(init).await
+}
+
+#[tokio::test]
+async fn a_kept_connection_carries_the_next_requests() {
+    let dir = docroot();
+    let socket = dir.path().join("fpm.sock");
+    let accepted = kept_mock(&socket, Unasked::Later);
+    let mut client = kept_worker(&dir, &socket).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The forged bytes arrived on connection 0 while it was idle: it is not reused.
+    for n in 0..3 {
+        let (head, body) = send(&mut client, request("GET", "/index.php", b"")).await;
+        assert_eq!(head.status(), StatusCode::OK, "request {n}");
+        let body = body.expect("complete");
+        if n == 0 {
+            assert_eq!(body, "conn 0 req 0");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else {
+            assert_eq!(body, format!("conn 1 req {}", n - 1), "a new connection, then kept");
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_second_response_in_one_write_is_a_502_and_never_answers_the_next_request() {
+    let dir = docroot();
+    let socket = dir.path().join("fpm.sock");
+    let accepted = kept_mock(&socket, Unasked::Appended);
+    let mut client = kept_worker(&dir, &socket).await;
+    let (head, _) = send(&mut client, request("GET", "/index.php", b"")).await;
+    assert_eq!(head.status(), StatusCode::BAD_GATEWAY, "bytes after END_REQUEST are malformed");
+    let (head, body) = send(&mut client, request("GET", "/index.php", b"")).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(body.expect("complete"), "conn 1 req 0", "the forged answer is never served");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
