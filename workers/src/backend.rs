@@ -71,8 +71,8 @@ pub enum BackendError {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// The app's FastCGI backend: where it is, how long to wait for it, and the idle
-/// connections kept to it.
+/// The app's FastCGI backend: where it is, how long to wait for it, and the
+/// keep-alive connections to it.
 #[derive(Debug)]
 pub struct Upstream {
     backend: Backend,
@@ -83,13 +83,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// `keepalive` idle connections are kept for reuse; 0 opens one per request.
+    /// Up to `keepalive` connections are kept open for reuse; 0 opens one per request.
     pub fn new(backend: Backend, wait: Duration, keepalive: usize) -> Self {
         Self { backend, wait, pool: Pool::new(keepalive), stale: Notify::new() }
-    }
-
-    pub fn backend(&self) -> &Backend {
-        &self.backend
     }
 
     /// Notified when the backend's Unix socket looks stale.
@@ -97,7 +93,7 @@ impl Upstream {
         &self.stale
     }
 
-    /// The idle connections kept to the backend.
+    /// The keep-alive connections to the backend.
     pub fn pool(&self) -> &Pool<Kept> {
         &self.pool
     }
