@@ -116,8 +116,7 @@ impl Upstream {
             Grant::Conn(kept) if kept.open_and_quiet() => Ok(Conn::Reused(kept)),
             Grant::Conn(kept) => {
                 debug!(backend = %self.backend, "a kept connection was closed by the backend");
-                let Kept { _slot: slot, .. } = kept;
-                Ok(Conn::Kept(self.connect_kept(slot).await?))
+                Ok(Conn::Kept(self.connect_kept(kept.retire()).await?))
             }
             Grant::Slot(slot) => Ok(Conn::Kept(self.connect_kept(slot).await?)),
         }
@@ -293,6 +292,13 @@ impl Kept {
         Self { client: Client::new_keep_alive_tokio(guard), progress, probe, _slot: slot }
     }
 
+    /// Closes the connection, keeping its slot for a new one.
+    fn retire(self) -> Slot<Kept> {
+        let Self { client, probe, _slot: slot, .. } = self;
+        drop((client, probe));
+        slot
+    }
+
     /// Open, with nothing to read: the backend has not closed it and sent nothing
     /// unasked. One `recv(MSG_PEEK)` on the non-blocking socket.
     fn open_and_quiet(&self) -> bool {
@@ -337,7 +343,7 @@ impl Exchange {
     async fn run(self, conn: Conn, params: ParamMap, body: Buffered) {
         let Self { app, mut reply, upstream } = self;
         let mut stderr = StderrLog::new(&app);
-        let mut round = Round { params: &params, body: &body, wait: upstream.wait };
+        let round = Round { params: &params, body: &body, wait: upstream.wait };
         let outcome = match conn {
             Conn::Once(io) => round.once(io, &mut reply, &mut stderr).await.map(drop),
             Conn::Kept(kept) => round.kept(kept, false, &upstream, &mut reply, &mut stderr).await,
@@ -374,7 +380,7 @@ impl Round<'_> {
 
     /// Short-connection mode.
     async fn once(
-        &mut self,
+        &self,
         io: Box<dyn Io>,
         reply: &mut Reply,
         stderr: &mut StderrLog<'_>,
@@ -389,7 +395,7 @@ impl Round<'_> {
     /// Keep-alive mode: a complete exchange puts the connection back in the pool; a
     /// reused one that the backend had closed unread is replaced once.
     async fn kept(
-        &mut self,
+        &self,
         mut kept: Kept,
         mut reused: bool,
         upstream: &Upstream,
@@ -412,8 +418,7 @@ impl Round<'_> {
                 Ok(Finish::Abandoned) => break Ok(()),
                 Err(err) if reused && !kept.progress.received() && err.may_resend(self.safe()) => {
                     debug!(cause = %err, "a kept connection was closed unread; sending again");
-                    let Kept { _slot: slot, .. } = kept; // the old socket closes, its slot moves
-                    (kept, reused) = (upstream.connect_kept(slot).await?, false);
+                    (kept, reused) = (upstream.connect_kept(kept.retire()).await?, false);
                 }
                 Err(err) => break Err(err),
             }
