@@ -31,6 +31,8 @@ pub struct AppPlan {
     root: Option<PathBuf>,
     /// `pm.max_requests` of the app's php-fpm pool (0: never recycled).
     fpm_max_requests: u32,
+    /// `[app.limits] timeout`, e.g. `"1s"`.
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,7 @@ impl AppPlan {
             prefix: None,
             root: None,
             fpm_max_requests: 0,
+            timeout: None,
         }
     }
 
@@ -111,6 +114,12 @@ impl AppPlan {
         self
     }
 
+    /// `[app.limits] timeout`: the longest wait for the backend.
+    pub fn timeout(mut self, timeout: &str) -> Self {
+        self.timeout = Some(timeout.to_owned());
+        self
+    }
+
     /// Its php-fpm children exit after `n` requests each (`pm.max_requests`).
     pub fn fpm_max_requests(mut self, n: u32) -> Self {
         self.fpm_max_requests = n;
@@ -136,6 +145,7 @@ impl AppPlan {
             spec.hosts.iter_mut().for_each(|host| host.push_str(prefix));
         }
         spec.max_body.clone_from(&self.max_body);
+        spec.timeout.clone_from(&self.timeout);
         spec.extra_lines.clone_from(&self.extra_lines);
         for secret in &self.secrets {
             spec = add_secret(spec, dir, secret);

@@ -6,6 +6,7 @@
 //! child recycled by `pm.max_requests` means a closed connection that had to be replaced.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use bulkhead_tests::{AppPlan, Proto, Stack};
 use reqwest::Method;
@@ -95,4 +96,43 @@ fn under_load_a_child_closing_after_its_last_request_costs_no_request() {
     let stack = Stack::start(&[app(2).fpm_max_requests(3)]);
     let pids = in_parallel(&stack, 8, 20, 0);
     assert!(distinct(&pids).len() >= 40, "recycled children answered: {}", distinct(&pids).len());
+}
+
+/// Busy for 2.4 s but never silent for more than 0.3 s: a dot at a time, then its pid.
+const TRICKLE: &str = r#"<?php
+header('Content-Type: text/plain');
+while (ob_get_level()) { ob_end_flush(); }
+for ($i = 0; $i < 8; $i++) { echo '.'; flush(); usleep(300000); }
+echo getmypid();
+"#;
+
+/// While `fastcgi_keepalive = 1`'s only connection serves the trickle, one more request:
+/// its status and answer, and the trickle's.
+fn behind_a_busy_connection(timeout: &str) -> ((u16, String), (u16, String)) {
+    let stack = Stack::start(&[app(1).file("trickle.php", TRICKLE).timeout(timeout)]);
+    std::thread::scope(|scope| {
+        let busy = scope.spawn(|| stack.client(Proto::Http1).get("kept.localhost", "/trickle.php"));
+        std::thread::sleep(Duration::from_millis(300));
+        let waiting = stack.client(Proto::Http1).get("kept.localhost", "/pid.php");
+        let busy = busy.join().expect("the trickle's client thread panicked");
+        ((waiting.status, waiting.text()), (busy.status, busy.text()))
+    })
+}
+
+#[test]
+fn a_request_waits_for_the_busy_connection_and_takes_it_over() {
+    let ((status, text), (busy_status, busy_text)) = behind_a_busy_connection("10s");
+    assert_eq!((status, busy_status), (200, 200), "{text} / {busy_text}");
+    let trickle_pid = busy_text.trim_start_matches('.');
+    let waited_pid = text.split(' ').next().unwrap_or_default();
+    assert_eq!(waited_pid, trickle_pid, "served on the one connection, by the same child");
+}
+
+#[test]
+fn a_request_waits_for_a_connection_no_longer_than_the_timeout() {
+    // The trickle is never silent for the 1 s timeout; the waiting request gets no
+    // connection within it.
+    let ((status, text), (busy_status, _)) = behind_a_busy_connection("1s");
+    assert_eq!(status, 504, "{text}");
+    assert_eq!(busy_status, 200, "the busy request is unaffected");
 }
