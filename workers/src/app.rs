@@ -1,6 +1,7 @@
 //! The app a worker serves: its validated spec, canonical document root and secrets.
 //!
-//! Built once from the broker's `WorkerInit` and shared read-only by every request.
+//! Built once from the broker's `WorkerInit` and shared by every request; only its
+//! activity counters and the [`Upstream`]'s kept connections change afterwards.
 //! It must never print a secret (`Secret`'s `Debug` prints `***`) and never expose one
 //! anywhere but the FastCGI params of this app's own requests.
 
