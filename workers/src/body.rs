@@ -24,7 +24,7 @@ pub type Body = BoxBody<Bytes, BodyError>;
 #[error("response body aborted: {0}")]
 pub struct BodyError(pub String);
 
-/// What a producer sends to a [`ChannelBody`].
+/// What a producer sends down a response body made by [`channel`].
 #[derive(Debug)]
 pub enum Chunk {
     Data(Bytes),
