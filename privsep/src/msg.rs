@@ -273,7 +273,8 @@ pub struct AppSpec {
     /// Path of the script that handles every request that matches no file.
     pub front_controller: Option<String>,
     pub fastcgi: Backend,
-    /// Idle keep-alive connections to `fastcgi` kept for reuse; 0 opens one per request.
+    /// Keep-alive connections to `fastcgi` a worker may hold open, busy or idle; 0
+    /// opens one per request.
     #[serde(default)]
     pub fastcgi_keepalive: u32,
     /// The largest request body accepted; more gets 413.

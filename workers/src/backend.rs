@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,8 +69,8 @@ pub enum BackendError {
     Task(String),
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+trait Io: AsyncRead + AsyncWrite + AsFd + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + AsFd + Unpin + Send> Io for T {}
 
 /// The app's FastCGI backend: where it is, how long to wait for it, and the
 /// keep-alive connections to it.
@@ -103,7 +104,7 @@ impl Upstream {
     /// (within the app's timeout) for either when all are busy.
     async fn connection(&self) -> Result<Conn, BackendError> {
         if !self.pool.enabled() {
-            return Ok(Conn::Once(self.connect(false).await?.0));
+            return Ok(Conn::Once(self.connect().await?));
         }
         let grant = match self.pool.acquire() {
             Acquire::Now(grant) => grant,
@@ -122,28 +123,24 @@ impl Upstream {
         }
     }
 
+    /// A new keep-alive connection in `slot`, with a second descriptor of its socket to
+    /// look at it while it is idle (the client crate keeps the stream to itself).
     async fn connect_kept(&self, slot: Slot<Kept>) -> Result<Kept, BackendError> {
-        match self.connect(true).await? {
-            (io, Some(probe)) => Ok(Kept::new(io, probe, slot)),
-            (_, None) => Err(BackendError::Task("no probe for a keep-alive connection".into())),
-        }
+        let io = self.connect().await?;
+        let probe = SockRef::from(&io.as_fd()).try_clone().map_err(|source| {
+            BackendError::Unavailable { backend: self.backend.to_string(), source }
+        })?;
+        Ok(Kept::new(io, probe, slot))
     }
 
-    /// A new connection; with `keep`, also a second descriptor of it to look at the
-    /// connection while it is idle (the client crate keeps the stream to itself).
-    async fn connect(&self, keep: bool) -> Result<(Box<dyn Io>, Option<Socket>), BackendError> {
+    async fn connect(&self) -> Result<Box<dyn Io>, BackendError> {
         let attempt = async {
-            Ok::<_, std::io::Error>(match &self.backend {
-                Backend::Unix(path) => {
-                    let stream = connect_unix(path)?;
-                    let probe = keep.then(|| SockRef::from(&stream).try_clone()).transpose()?;
-                    (Box::new(stream) as Box<dyn Io>, probe)
-                }
+            Ok::<Box<dyn Io>, std::io::Error>(match &self.backend {
+                Backend::Unix(path) => Box::new(connect_unix(path)?),
                 Backend::Tcp(addr) => {
                     let stream = TcpStream::connect(addr).await?;
                     stream.set_nodelay(true)?;
-                    let probe = keep.then(|| SockRef::from(&stream).try_clone()).transpose()?;
-                    (Box::new(stream) as Box<dyn Io>, probe)
+                    Box::new(stream)
                 }
             })
         };
