@@ -38,7 +38,18 @@ fn stopped_php_fpm_gives_502_and_other_apps_keep_working() {
 /// app's workers, so the app serves again within a few seconds, untouched by hand.
 #[test]
 fn restarted_php_fpm_is_reached_again() {
-    let mut stack = Stack::start(&[hello_app("alpha"), hello_app("beta")]);
+    recovers_after_a_restart(hello_app("alpha"));
+}
+
+/// As above, with connections kept to php-fpm: the restart kills the children that
+/// hold them, and the kept connections are given up, not served from.
+#[test]
+fn restarted_php_fpm_behind_kept_connections_is_reached_again() {
+    recovers_after_a_restart(hello_app("alpha").line("fastcgi_keepalive = 2"));
+}
+
+fn recovers_after_a_restart(alpha: AppPlan) {
+    let mut stack = Stack::start(&[alpha, hello_app("beta")]);
     let client = stack.client(Proto::Http1);
     assert_eq!(client.get("alpha.localhost", "/hello.php?n=1").status, 200);
     stack.fpm.restart("alpha");
