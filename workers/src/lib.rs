@@ -68,6 +68,9 @@ const CHANNEL_STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CHANNEL_CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 /// Requests one channel carries at once (the gateway queues beyond that).
 const CHANNEL_STREAMS: u32 = 1024;
+/// Streams the gateway may have reset before the worker took them up, at once (h2's
+/// default is 20): one burst of cancelled client requests must never end the channel.
+const CHANNEL_PENDING_RESETS: usize = 64 * 1024;
 
 /// Why the worker stopped serving its channel.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +109,13 @@ where
         .max_frame_size(CHANNEL_FRAME)
         .initial_stream_window_size(CHANNEL_STREAM_WINDOW)
         .initial_connection_window_size(CHANNEL_CONNECTION_WINDOW)
-        .max_concurrent_streams(CHANNEL_STREAMS);
+        .max_concurrent_streams(CHANNEL_STREAMS)
+        // The gateway resets a stream whenever its client goes away, so hundreds of
+        // resets in a burst are ordinary here, not an attack to end the channel for:
+        // h2's limits on them (20 reset before accept, 1024 locally reset) are meant for
+        // internet peers. The gateway is the only peer and bounds its own clients.
+        .max_pending_accept_reset_streams(CHANNEL_PENDING_RESETS)
+        .max_local_error_reset_streams(None);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

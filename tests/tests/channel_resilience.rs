@@ -1,0 +1,188 @@
+//! The gateway–worker channel under hostile clients: requests cancelled in bursts (HTTP/1.1
+//! connections reset with `SO_LINGER` 0, h2c HEADERS followed by RST_STREAM) must not look
+//! like an attack to the worker's HTTP/2 server, and while they run a second client of the
+//! same app and a client of another app are served without a single failure (their p99
+//! latency is printed, not asserted).
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bulkhead_tests::{AppPlan, Client, Proto, Stack};
+use nix::sys::socket::{setsockopt, sockopt};
+
+const VICTIM: &str = "victim.localhost";
+const OTHER: &str = "other.localhost";
+/// A script that takes a moment, so cancelled requests are still in the worker's hands.
+const ECHO: &str = "<?php usleep(2000); header('Content-Type: text/plain'); echo 'echo-ok';";
+const BURSTS: usize = 20;
+const HTTP1_PER_BURST: usize = 200;
+const H2_STREAMS_PER_BURST: u32 = 100;
+/// The pause between two bursts, so each lands on a gateway that has handled the last.
+const BURST_GAP: Duration = Duration::from_millis(50);
+
+fn stack() -> Stack {
+    Stack::start(&[
+        AppPlan::new("victim").file("echo.php", ECHO).file("static.txt", "static-ok"),
+        AppPlan::new("other").file("echo.php", ECHO),
+    ])
+}
+
+/// One probe thread's result: its target, its failures word for word, its latencies.
+type Probed = (String, Vec<String>, Vec<Duration>);
+
+/// Sequential requests from one client per target until stopped.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Probed>>,
+}
+
+impl Probe {
+    /// One thread per `(host, path, expected body)`, each with its own keep-alive client.
+    fn start(stack: &Stack, targets: &[(&str, &str, &str)]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = targets
+            .iter()
+            .map(|(host, path, expect)| {
+                let (host, path, expect) = (host.to_string(), path.to_string(), expect.to_string());
+                let client = stack.client(Proto::Http1);
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || probe(&client, &host, &path, &expect, &stop))
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    /// Stops every thread; prints each one's p99 and returns every failure.
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for thread in self.threads {
+            let (name, failed, mut latencies) = thread.join().expect("a probe thread panicked");
+            latencies.sort();
+            let p99 = latencies.get(latencies.len() * 99 / 100).copied().unwrap_or_default();
+            let max = latencies.last().copied().unwrap_or_default();
+            println!(
+                "{name}: {} requests, {} failed, p99 {p99:?}, max {max:?}",
+                latencies.len() + failed.len(),
+                failed.len()
+            );
+            failures.extend(failed);
+        }
+        failures
+    }
+}
+
+fn probe(client: &Client, host: &str, path: &str, expect: &str, stop: &AtomicBool) -> Probed {
+    let (mut failures, mut latencies) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        match client.send(client.request(reqwest::Method::GET, host, path)) {
+            Ok(reply) if reply.status == 200 && reply.text() == expect => {
+                latencies.push(sent.elapsed());
+            }
+            Ok(reply) => failures.push(format!("{:?} {host}{path}: {reply:?}", started.elapsed())),
+            Err(err) => failures.push(format!("{:?} {host}{path}: {err:?}", started.elapsed())),
+        }
+    }
+    (format!("{host}{path}"), failures, latencies)
+}
+
+/// `n` connections that each send a request and are then reset at once (`SO_LINGER` 0).
+fn http1_abort_burst(addr: SocketAddr, n: usize) {
+    let request = format!("GET /echo.php HTTP/1.1\r\nHost: {VICTIM}\r\n\r\n");
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let Ok(mut conn) = TcpStream::connect(addr) else { continue };
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        setsockopt(&conn, sockopt::Linger, &linger).expect("setting SO_LINGER");
+        if conn.write_all(request.as_bytes()).is_ok() {
+            conns.push(conn);
+        }
+    }
+    drop(conns);
+}
+
+/// One h2c connection: `streams` HEADERS in one write, then as many RST_STREAM in a second.
+fn h2c_reset_burst(addr: SocketAddr, streams: u32) {
+    let Ok(mut conn) = TcpStream::connect(addr) else { return };
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frame(&mut opening, 0x4, 0, 0, &[]);
+    let mut block = vec![0x82, 0x86];
+    for (index, value) in [(0x04, "/echo.php"), (0x01, VICTIM)] {
+        block.push(index);
+        block.push(u8::try_from(value.len()).expect("a short header value"));
+        block.extend_from_slice(value.as_bytes());
+    }
+    let ids: Vec<u32> = (0..streams).map(|n| 2 * n + 1).collect();
+    for id in &ids {
+        frame(&mut opening, 0x1, 0x5, *id, &block);
+    }
+    let mut resets = Vec::new();
+    for id in &ids {
+        frame(&mut resets, 0x3, 0, *id, &8u32.to_be_bytes());
+    }
+    if conn.write_all(&opening).is_ok() {
+        let _ = conn.write_all(&resets);
+    }
+}
+
+/// Appends one HTTP/2 frame (RFC 9113 §4.1).
+fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).expect("a small frame");
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Runs `burst` [`BURSTS`] times while probing both apps; asserts no probe failed and
+/// that the victim still serves.
+fn survives(burst: impl Fn(SocketAddr)) {
+    let stack = stack();
+    let client = stack.client(Proto::Http1);
+    assert_eq!(client.get(VICTIM, "/echo.php").text(), "echo-ok");
+    let probe = Probe::start(
+        &stack,
+        &[
+            (VICTIM, "/echo.php", "echo-ok"),
+            (VICTIM, "/static.txt", "static-ok"),
+            (OTHER, "/echo.php", "echo-ok"),
+        ],
+    );
+    let started = Instant::now();
+    for _ in 0..BURSTS {
+        burst(stack.addr());
+        std::thread::sleep(BURST_GAP);
+    }
+    println!("{BURSTS} bursts in {:?}", started.elapsed());
+    let failures = probe.finish();
+    assert!(
+        failures.is_empty(),
+        "{} probe requests failed during the bursts; first ones:\n{}\nlog:\n{}",
+        failures.len(),
+        failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
+        stack.bulkhead.log()
+    );
+    let after = client.get(VICTIM, "/echo.php");
+    assert_eq!((after.status, after.text()), (200, "echo-ok".to_owned()));
+    assert!(
+        !stack.bulkhead.log().contains("gateway channel failed"),
+        "a channel died:\n{}",
+        stack.bulkhead.log()
+    );
+}
+
+#[test]
+fn http1_requests_reset_in_bursts_leave_the_app_serving() {
+    survives(|addr| http1_abort_burst(addr, HTTP1_PER_BURST));
+}
+
+#[test]
+fn h2c_headers_then_rst_stream_in_bursts_leave_the_app_serving() {
+    survives(|addr| h2c_reset_burst(addr, H2_STREAMS_PER_BURST));
+}
