@@ -165,6 +165,9 @@ fn allowed(
         (ToBroker::KeyholderBroken { serial }, ChildId::Gateway { .. }) => {
             Ok(Some(Event::KeyholderBroken { serial }))
         }
+        (ToBroker::ChannelLost { app, generation }, ChildId::Gateway { .. }) => {
+            Ok(Some(Event::ChannelLost { app, generation }))
+        }
         (msg, _) => Err(format!("{msg:?} is not allowed from this child")),
     }
 }
@@ -270,6 +273,12 @@ mod tests {
         assert!(allowed(&wk, msg(broken())).is_err());
         let keyholder = ChildId::Keyholder { serial: 7 };
         assert!(allowed(&keyholder, msg(broken())).is_err());
+        let lost = || ToBroker::ChannelLost { app: "a".into(), generation: 1 };
+        assert!(matches!(
+            allowed(&gw, msg(lost())),
+            Ok(Some(Event::ChannelLost { generation: 1, .. }))
+        ));
+        assert!(allowed(&wk, msg(lost())).is_err());
     }
 
     #[test]

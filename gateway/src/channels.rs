@@ -3,36 +3,57 @@
 //! The broker hands the gateway a connected Unix stream for each worker it
 //! starts; this module runs an HTTP/2 client connection over it and keeps,
 //! per app, the live senders with the config generation they belong to.
-//! Requests are spread round-robin; a closed channel is dropped the next time
-//! it is picked; retired channels are forgotten (requests already sent on
-//! them finish). The gateway never opens a channel itself: it has no way to
+//! Requests are spread round-robin; a channel that fails or that its worker
+//! closes while still in use is dropped and reported to the broker
+//! ([`ToBroker::ChannelLost`]), which hands out a replacement; retired channels
+//! are forgotten (requests already sent on them finish) and never reported. The gateway never opens a channel itself: it has no way to
 //! reach a worker the broker did not give it.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::sync::Notify;
+use privsep::msg::ToBroker;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
 /// Every app's live channels.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Channels {
-    apps: Mutex<HashMap<String, AppChannels>>,
+    apps: Arc<Mutex<HashMap<String, AppChannels>>>,
     /// Woken whenever a channel is added (requests waiting for an on-demand app).
     added: Notify,
+    /// Where lost channels are reported (the control task forwards to the broker).
+    lost: mpsc::UnboundedSender<ToBroker>,
+    /// Names each channel, so its connection task can find (and drop) it when it ends.
+    next_id: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct AppChannels {
-    senders: Vec<(u64, SendRequest<Incoming>)>,
+    senders: Vec<Channel>,
     next: usize,
+    /// The newest generation a channel was given for (kept after its channels are gone).
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Channel {
+    id: u64,
+    generation: u64,
+    sender: SendRequest<Incoming>,
 }
 
 impl Channels {
+    /// No channels yet; lost ones are reported on `lost`.
+    pub fn new(lost: mpsc::UnboundedSender<ToBroker>) -> Self {
+        Self { apps: Arc::default(), added: Notify::new(), lost, next_id: AtomicU64::new(0) }
+    }
+
     /// Runs HTTP/2 over `fd` (a connected Unix stream to a worker of `app`) and adds it.
     pub async fn add(&self, app: &str, generation: u64, fd: OwnedFd) -> std::io::Result<()> {
         let std_stream = std::os::unix::net::UnixStream::from(fd);
@@ -51,14 +72,23 @@ impl Channels {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(std::io::Error::other)?;
-        let name = app.to_owned();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (name, apps, lost) = (app.to_owned(), Arc::clone(&self.apps), self.lost.clone());
         tokio::spawn(async move {
             match conn.await {
                 Ok(()) => debug!(app = %name, "worker channel closed"),
                 Err(e) => warn!(app = %name, cause = %e, "worker channel failed"),
             }
+            if let Some(generation) = forget(&apps, &name, id) {
+                warn!(app = %name, generation, "lost a channel in use; asking for another");
+                let _ = lost.send(ToBroker::ChannelLost { app: name, generation });
+            }
         });
-        self.lock().entry(app.to_owned()).or_default().senders.push((generation, sender));
+        let mut apps = self.lock();
+        let chans = apps.entry(app.to_owned()).or_default();
+        chans.generation = chans.generation.max(generation);
+        chans.senders.push(Channel { id, generation, sender });
+        drop(apps);
         self.added.notify_waiters();
         Ok(())
     }
@@ -66,7 +96,7 @@ impl Channels {
     /// Forgets `app`'s channels older than generation `below`.
     pub fn retire(&self, app: &str, below: u64) {
         if let Some(chans) = self.lock().get_mut(app) {
-            chans.senders.retain(|(generation, _)| *generation >= below);
+            chans.senders.retain(|c| c.generation >= below);
         }
     }
 
@@ -79,12 +109,17 @@ impl Channels {
     pub fn pick(&self, app: &str) -> Option<SendRequest<Incoming>> {
         let mut apps = self.lock();
         let chans = apps.get_mut(app)?;
-        chans.senders.retain(|(_, s)| !s.is_closed());
-        if chans.senders.is_empty() {
+        let live: Vec<&Channel> = chans.senders.iter().filter(|c| !c.sender.is_closed()).collect();
+        if live.is_empty() {
             return None;
         }
         chans.next = chans.next.wrapping_add(1);
-        Some(chans.senders[chans.next % chans.senders.len()].1.clone())
+        Some(live[chans.next % live.len()].sender.clone())
+    }
+
+    /// The newest generation `app` was given a channel for, if any.
+    pub fn generation(&self, app: &str) -> Option<u64> {
+        self.lock().get(app).map(|chans| chans.generation)
     }
 
     /// Completes at the next [`Channels::add`]; create it *before* checking [`Channels::pick`].
@@ -94,5 +129,58 @@ impl Channels {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppChannels>> {
         self.apps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Drops channel `id` of `app` if it is still in use; its generation if it was.
+fn forget(apps: &Mutex<HashMap<String, AppChannels>>, app: &str, id: u64) -> Option<u64> {
+    let mut apps = apps.lock().unwrap_or_else(PoisonError::into_inner);
+    let chans = apps.get_mut(app)?;
+    let at = chans.senders.iter().position(|c| c.id == id)?;
+    Some(chans.senders.remove(at).generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A worker end that serves HTTP/2 until `close` fires, then drops the connection.
+    fn worker_end(close: tokio::sync::oneshot::Receiver<()>) -> OwnedFd {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("a socketpair");
+        theirs.set_nonblocking(true).expect("non-blocking");
+        tokio::spawn(async move {
+            let io = tokio::net::UnixStream::from_std(theirs).expect("a tokio stream");
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new()))
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(io), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = close => {}
+            }
+        });
+        ours.into()
+    }
+
+    #[tokio::test]
+    async fn a_channel_closed_in_use_is_reported_and_a_retired_one_is_not() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let channels = Channels::new(tx);
+        let (close_old, old) = tokio::sync::oneshot::channel();
+        channels.add("a", 1, worker_end(old)).await.expect("handshake");
+        let (close_new, new) = tokio::sync::oneshot::channel();
+        channels.add("a", 2, worker_end(new)).await.expect("handshake");
+        channels.retire("a", 2);
+        let _ = close_old.send(());
+        let _ = close_new.send(());
+        let report = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        let lost = ToBroker::ChannelLost { app: "a".into(), generation: 2 };
+        assert_eq!(report.expect("a report arrives"), Some(lost));
+        let more = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+        assert!(more.is_err(), "a retired channel was reported: {more:?}");
+        assert!(channels.pick("a").is_none());
+        assert_eq!(channels.generation("a"), Some(2));
     }
 }

@@ -4,7 +4,8 @@
 //! `Channel`s, then `Start`. Only then does the gateway accept connections,
 //! so no client ever reaches a half-configured gateway (connections wait in
 //! the listen backlog). Later messages update a live gateway; the gateway's
-//! only requests are `NeedChannel` for on-demand apps. `Shutdown` — or the
+//! only requests are `NeedChannel` for on-demand apps and `ChannelLost` for a
+//! channel that died while in use. `Shutdown` — or the
 //! broker closing the socket — stops accepting and finishes in-flight
 //! requests before the process exits.
 
@@ -82,9 +83,7 @@ pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
                     break ORPHAN_DRAIN;
                 }
             },
-            Some(app) = need_rx.recv() => {
-                ctl.send(&ToBroker::NeedChannel { app }, &[]).await?;
-            }
+            Some(msg) = need_rx.recv() => ctl.send(&msg, &[]).await?,
             serial = state.tls.keyholder.broken() => {
                 ctl.send(&ToBroker::KeyholderBroken { serial }, &[]).await?;
             }

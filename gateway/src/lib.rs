@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
+use privsep::msg::ToBroker;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -49,19 +50,19 @@ pub struct State {
     pub channels: channels::Channels,
     /// Certificates, HTTPS options and the keyholder channel.
     pub tls: tls::TlsState,
-    /// Asks the broker for a channel to an on-demand app (via the control task).
-    need: mpsc::UnboundedSender<String>,
+    /// Requests for the broker (via the control task): `NeedChannel`, `ChannelLost`.
+    to_broker: mpsc::UnboundedSender<ToBroker>,
     asked: Mutex<HashMap<String, Instant>>,
 }
 
 impl State {
-    /// State whose channel requests go to `need`.
-    pub fn new(need: mpsc::UnboundedSender<String>) -> Self {
+    /// State whose channel requests go to `to_broker`.
+    pub fn new(to_broker: mpsc::UnboundedSender<ToBroker>) -> Self {
         Self {
             routes: RwLock::default(),
-            channels: channels::Channels::default(),
+            channels: channels::Channels::new(to_broker.clone()),
             tls: tls::TlsState::default(),
-            need,
+            to_broker,
             asked: Mutex::default(),
         }
     }
@@ -79,7 +80,7 @@ impl State {
     }
 
     /// A channel to `app`; without one, waits a bounded time for one (a restarting worker),
-    /// and for an on-demand app first asks the broker to start one.
+    /// and asks the broker: to start an on-demand app, or to replace a lost channel.
     pub async fn channel(&self, app: &str) -> Option<SendRequest<Incoming>> {
         if let Some(sender) = self.channels.pick(app) {
             return Some(sender);
@@ -94,9 +95,7 @@ impl State {
             if let Some(sender) = self.channels.pick(app) {
                 return Some(sender);
             }
-            if on_demand {
-                self.ask(app);
-            }
+            self.ask(app, on_demand);
             let wake = deadline.min(Instant::now() + ASK_AGAIN_AFTER);
             if tokio::time::timeout_at(wake, added).await.is_err() && Instant::now() >= deadline {
                 return None;
@@ -104,14 +103,20 @@ impl State {
         }
     }
 
-    /// Tells the broker `app` needs a worker, at most once per [`ASK_AGAIN_AFTER`].
-    fn ask(&self, app: &str) {
+    /// Tells the broker `app` needs a worker (on demand) or a channel to its workers, at
+    /// most once per [`ASK_AGAIN_AFTER`].
+    fn ask(&self, app: &str, on_demand: bool) {
         let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if asked.get(app).is_some_and(|at| now.duration_since(*at) < ASK_AGAIN_AFTER) {
             return;
         }
         asked.insert(app.to_owned(), now);
-        let _ = self.need.send(app.to_owned());
+        let msg = match (on_demand, self.channels.generation(app)) {
+            (true, _) => ToBroker::NeedChannel { app: app.to_owned() },
+            (false, Some(generation)) => ToBroker::ChannelLost { app: app.to_owned(), generation },
+            (false, None) => return,
+        };
+        let _ = self.to_broker.send(msg);
     }
 }

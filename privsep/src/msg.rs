@@ -382,6 +382,10 @@ pub enum ToBroker {
     /// deadline, closed, malformed answer); a keyholder that is alive but stuck is only
     /// replaced on this report.
     KeyholderBroken { serial: u64 },
+    /// Gateway: a channel of `app`, of config `generation`, failed or was closed by its
+    /// worker while still in use (not retired); the broker hands out a replacement to a
+    /// live worker of that generation, at most one per app per short interval.
+    ChannelLost { app: String, generation: u64 },
 }
 
 impl Message for ToBroker {
@@ -504,6 +508,7 @@ mod tests {
         let valid: Vec<Vec<u8>> = [
             encode(&ToBroker::NeedChannel { app: "blog".into() }),
             encode(&ToBroker::Idle),
+            encode(&ToBroker::ChannelLost { app: "blog".into(), generation: 3 }),
             encode(&ToGateway::Retire { app: "blog".into(), below: u64::MAX }),
             encode(&ToGateway::Shutdown { deadline_ms: 30_000 }),
             encode(&ToWorker::Drain),

@@ -186,3 +186,30 @@ fn http1_requests_reset_in_bursts_leave_the_app_serving() {
 fn h2c_headers_then_rst_stream_in_bursts_leave_the_app_serving() {
     survives(|addr| h2c_reset_burst(addr, H2_STREAMS_PER_BURST));
 }
+
+/// How long an app whose channel died may take to serve again (measured and printed).
+const RECOVERY_BOUND: Duration = Duration::from_secs(5);
+
+#[test]
+fn an_app_whose_worker_was_killed_serves_again_on_a_new_channel() {
+    let stack = stack();
+    let client = stack.client(Proto::Http1);
+    assert_eq!(client.get(VICTIM, "/echo.php").text(), "echo-ok");
+    let pids = stack.bulkhead.app_state("victim").ready_pids();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pids[0]).expect("pids fit in i32"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("sending SIGKILL");
+    let killed = Instant::now();
+    let recovered = bulkhead_tests::load::time_until_ok(
+        stack.addr(),
+        VICTIM,
+        "/echo.php",
+        "echo-ok",
+        RECOVERY_BOUND,
+    );
+    println!(
+        "worker killed: served again after {recovered:?} ({:?} since the kill)",
+        killed.elapsed()
+    );
+    assert!(recovered.is_some(), "not served again:\n{}", stack.bulkhead.log());
+    assert_eq!(client.get(OTHER, "/echo.php").text(), "echo-ok");
+}

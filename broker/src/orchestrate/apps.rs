@@ -25,6 +25,10 @@ use crate::supervise::{self, Backoff, ChildId, Control, CrashCounter};
 /// so that requests the gateway dispatched just before `Retire` still land.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
+/// The least time between two channels handed out to replace lost ones, per app: a
+/// compromised gateway cannot make the broker open socketpairs any faster.
+const CHANNEL_REPLACE_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How long a draining worker may take to finish its requests before it is killed.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -48,6 +52,10 @@ pub(super) struct AppState {
     demand: bool,
     /// When stale-backend reports last replaced the workers.
     recycled_at: Option<Instant>,
+    /// When a channel was last handed out to replace a lost one.
+    channel_replaced_at: Option<Instant>,
+    /// Spreads replacement channels over the app's workers.
+    replacements: usize,
 }
 
 #[derive(Debug)]
@@ -75,6 +83,8 @@ impl AppState {
             restart_scheduled: false,
             demand: false,
             recycled_at: None,
+            channel_replaced_at: None,
+            replacements: 0,
         }
     }
 
@@ -303,6 +313,29 @@ impl Broker {
         }
         st.demand = true;
         self.top_up(name).await;
+    }
+
+    /// Gives the gateway a new channel to a ready worker of `name` when one of generation
+    /// `generation` died, at most once per [`CHANNEL_REPLACE_INTERVAL`]; reports of unknown
+    /// apps or older generations are ignored. A worker that crashed is replaced by its
+    /// restart instead (its new channel comes with `Ready`).
+    pub(super) async fn on_channel_lost(&mut self, name: &str, generation: u64) {
+        let Some(st) = self.apps.get_mut(name) else {
+            return warn!(app = name, "gateway reported a lost channel of an unknown app");
+        };
+        let recent = st.channel_replaced_at.is_some_and(|t| t.elapsed() < CHANNEL_REPLACE_INTERVAL);
+        if generation != st.generation || recent {
+            return;
+        }
+        let ready: Vec<u64> = st.active().filter(|(_, w)| w.ready).map(|(s, _)| *s).collect();
+        if ready.is_empty() {
+            return;
+        }
+        st.channel_replaced_at = Some(Instant::now());
+        st.replacements = st.replacements.wrapping_add(1);
+        let serial = ready[st.replacements % ready.len()];
+        info!(app = name, "replacing a lost channel");
+        self.connect(name, serial).await;
     }
 
     /// Replaces an app's workers (new ones first, like a reload) when one finds

@@ -4,7 +4,7 @@
 //! what each child says and when it exits as [`Event`]s; signals and the
 //! admin socket add their own. The loop reacts: it restarts what crashed
 //! (with backoff, up to a crash-loop limit), hands the gateway a channel to
-//! every worker that is ready, starts on-demand workers when the gateway asks
+//! every worker that is ready (and a new one for a channel that died), starts on-demand workers when the gateway asks
 //! and stops them when idle, applies reloads and drains on shutdown. The
 //! broker passes descriptors and control messages only: it never reads a
 //! byte of client traffic.
@@ -51,6 +51,11 @@ pub enum Event {
     /// The gateway holds a request for an app without a channel.
     NeedChannel {
         app: String,
+    },
+    /// One of the gateway's channels to this app and generation died while in use.
+    ChannelLost {
+        app: String,
+        generation: u64,
     },
     /// A worker of an on-demand app saw no request for its idle timeout.
     Idle(ChildId),
@@ -155,6 +160,7 @@ impl Broker {
             Event::Ready(id) => self.on_ready(id).await,
             Event::Exited { id, status, ran_for } => self.on_exit(id, &status, ran_for).await,
             Event::NeedChannel { app } => self.on_need_channel(&app).await,
+            Event::ChannelLost { app, generation } => self.on_channel_lost(&app, generation).await,
             Event::Idle(id) => self.on_idle(id).await,
             Event::BackendStale(id) => self.on_backend_stale(id).await,
             Event::KeyholderBroken { serial } => self.on_keyholder_broken(serial),
