@@ -48,6 +48,9 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 /// Dynamic uids for apps without `user`: systemd's `DynamicUser` range.
 /// How long SIGTERM waits for in-flight requests, in ms (`shutdown_timeout`).
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+/// The longest wait between two reads of a client's request body, in ms
+/// (`client_body_timeout`, nginx's name and default); then 408.
+pub const DEFAULT_CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
 /// How long an on-demand app's worker may sit idle before it stops, in ms.
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// The most workers one app may have.
@@ -72,6 +75,8 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// How long SIGTERM waits for in-flight requests before stopping everything.
     pub shutdown_timeout_ms: u64,
+    /// The longest wait between two reads of a request body, in ms; then 408.
+    pub client_body_timeout_ms: u64,
     /// The app whose certificate is served when SNI names no app; `None`: the
     /// first app with `tls`.
     pub default_cert: Option<String>,

@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hyper::body::Incoming;
+use crate::body::RequestBody;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use privsep::msg::ToBroker;
@@ -45,7 +45,7 @@ struct AppChannels {
 struct Channel {
     id: u64,
     generation: u64,
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
 }
 
 impl Channels {
@@ -106,7 +106,7 @@ impl Channels {
     }
 
     /// A live sender for `app`, round-robin; `None` if it has none.
-    pub fn pick(&self, app: &str) -> Option<SendRequest<Incoming>> {
+    pub fn pick(&self, app: &str) -> Option<SendRequest<RequestBody>> {
         let mut apps = self.lock();
         let chans = apps.get_mut(app)?;
         let live: Vec<&Channel> = chans.senders.iter().filter(|c| !c.sender.is_closed()).collect();

@@ -51,7 +51,8 @@ pub fn receive_init(control: &ControlSocket) -> anyhow::Result<Init> {
 pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
     let ctl = control.into_async()?;
     let (need_tx, mut need_rx) = mpsc::unbounded_channel();
-    let state = Arc::new(State::new(need_tx));
+    let body_timeout = Duration::from_millis(init.limits.client_body_timeout_ms);
+    let state = Arc::new(State::new(need_tx, body_timeout));
     wait_for_start(&ctl, &state).await?;
     let (stop_tx, stop) = watch::channel(false);
     let (alive, mut all_done) = mpsc::channel(1);

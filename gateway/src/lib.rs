@@ -10,12 +10,14 @@
 //! - [`routes`]: Host → app.
 //! - [`channels`]: HTTP/2 client connections to workers, per app.
 //! - [`server`]: accept loops, the HTTP/1.1 + HTTP/2 connection builder, graceful stop.
+//! - [`body`]: request bodies: small ones read whole first, others under `client_body_timeout`.
 //! - [`proxy`]: one request: route, clean headers, forward, answer errors.
 //! - [`tls`]: certificates by SNI, the rustls configuration, HTTPS redirects and HSTS.
 //! - [`tls_keyholder`]: the signing key that asks the keyholder, with a deadline.
 
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod channels;
 pub mod control;
 pub mod proxy;
@@ -28,7 +30,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use privsep::msg::ToBroker;
 use tokio::sync::mpsc;
@@ -53,17 +54,23 @@ pub struct State {
     /// Requests for the broker (via the control task): `NeedChannel`, `ChannelLost`.
     to_broker: mpsc::UnboundedSender<ToBroker>,
     asked: Mutex<HashMap<String, Instant>>,
+    /// The longest wait between two reads of a request body (`client_body_timeout`).
+    pub client_body_timeout: Duration,
+    /// Bytes of request bodies read whole, across every request.
+    pub body_budget: body::Budget,
 }
 
 impl State {
     /// State whose channel requests go to `to_broker`.
-    pub fn new(to_broker: mpsc::UnboundedSender<ToBroker>) -> Self {
+    pub fn new(to_broker: mpsc::UnboundedSender<ToBroker>, client_body_timeout: Duration) -> Self {
         Self {
             routes: RwLock::default(),
             channels: channels::Channels::new(to_broker.clone()),
             tls: tls::TlsState::default(),
             to_broker,
             asked: Mutex::default(),
+            client_body_timeout,
+            body_budget: body::Budget::default(),
         }
     }
 
@@ -81,7 +88,7 @@ impl State {
 
     /// A channel to `app`; without one, waits a bounded time for one (a restarting worker),
     /// and asks the broker: to start an on-demand app, or to replace a lost channel.
-    pub async fn channel(&self, app: &str) -> Option<SendRequest<Incoming>> {
+    pub async fn channel(&self, app: &str) -> Option<SendRequest<body::RequestBody>> {
         if let Some(sender) = self.channels.pick(app) {
             return Some(sender);
         }

@@ -3,8 +3,8 @@
 //! The gateway decides only *which app* gets a request. It strips hop-by-hop
 //! headers and every client header that only the gateway may set
 //! ([`privsep::wire::PREFIX`]), adds the connection facts, and forwards the
-//! request over one of the app's channels. It never looks at the body and
-//! never opens anything: errors are answered here with a status and a reason.
+//! request over one of the app's channels. It reads a small body whole before
+//! that (see [`crate::body`]) but never looks inside it, and never opens anything: errors are answered here with a status and a reason.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use privsep::wire;
 use tracing::{debug, warn};
 
 use crate::State;
+use crate::body::{self, BodyError, RequestBody};
 
 /// What the gateway sends back: a worker's streamed body, or its own short answer.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -44,6 +45,8 @@ pub enum ProxyError {
     NoWorker,
     #[error("the application's worker failed to answer")]
     Worker(#[source] hyper::Error),
+    #[error("the request body did not arrive")]
+    Body(#[source] BodyError),
 }
 
 impl ProxyError {
@@ -53,6 +56,8 @@ impl ProxyError {
             Self::NoHost | Self::BadHost => StatusCode::BAD_REQUEST,
             Self::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
             Self::NoWorker | Self::Worker(_) => StatusCode::BAD_GATEWAY,
+            Self::Body(BodyError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            Self::Body(BodyError::Client(_)) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -87,7 +92,11 @@ async fn forward(
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
-    let req = rewrite(req, &host, conn)?;
+    let (parts, incoming) = rewrite(req, &host, conn)?.into_parts();
+    let body = body::prepare(incoming, state.client_body_timeout, &state.body_budget)
+        .await
+        .map_err(ProxyError::Body)?;
+    let req = Request::from_parts(parts, body);
     let mut resp = send(state, &app, req).await?;
     if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
         resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
@@ -101,7 +110,7 @@ async fn forward(
 async fn send(
     state: &State,
     app: &str,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<Response<Incoming>, ProxyError> {
     for attempt in 1..=SEND_ATTEMPTS {
         let mut sender = state.channel(app).await.ok_or(ProxyError::NoWorker)?;

@@ -205,6 +205,15 @@ impl std::fmt::Debug for KeyBytes {
 pub struct GatewayLimits {
     /// The most bytes of request headers (names + values) accepted; more gets 431.
     pub max_header_bytes: usize,
+    /// The longest wait between two reads of a request body (nginx's
+    /// `client_body_timeout`), in ms; then 408 Request Timeout.
+    #[serde(default = "default_client_body_timeout_ms")]
+    pub client_body_timeout_ms: u64,
+}
+
+/// What an `Init` without `client_body_timeout_ms` means: 60 s, nginx's default.
+pub fn default_client_body_timeout_ms() -> u64 {
+    60_000
 }
 
 /// Host patterns routed to one app: exact names or `*.suffix` wildcards, lower case.
@@ -444,7 +453,7 @@ mod tests {
         let init = ToGateway::Init {
             listeners: 2,
             tls_listeners: 1,
-            limits: GatewayLimits { max_header_bytes: 1 },
+            limits: GatewayLimits { max_header_bytes: 1, client_body_timeout_ms: 1 },
             sandbox: Profile::default(),
         };
         assert_eq!(init.fds(), 3);

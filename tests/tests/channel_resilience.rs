@@ -2,7 +2,10 @@
 //! connections reset with `SO_LINGER` 0, h2c HEADERS followed by RST_STREAM) must not look
 //! like an attack to the worker's HTTP/2 server, and while they run a second client of the
 //! same app and a client of another app are served without a single failure (their p99
-//! latency is printed, not asserted).
+//! latency is printed, not asserted). An app whose worker is killed serves again on a new
+//! channel (the recovery time is printed). More stalled uploads than a channel has streams
+//! (1100 over HTTP/1.1, 11 × 100 over h2c) hold only their own connections: the app's other
+//! clients are served throughout.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -212,4 +215,82 @@ fn an_app_whose_worker_was_killed_serves_again_on_a_new_channel() {
     );
     assert!(recovered.is_some(), "not served again:\n{}", stack.bulkhead.log());
     assert_eq!(client.get(OTHER, "/echo.php").text(), "echo-ok");
+}
+
+/// More stalled uploads than one channel has streams (1024).
+const STALLED_UPLOADS: usize = 1100;
+const STALLED_H2_CONNECTIONS: u32 = 11;
+const STALLED_H2_STREAMS: u32 = 100;
+
+/// An upload that declares 1000 bytes and sends 10, then stalls (kept open by the caller).
+fn stalled_http1_upload(addr: SocketAddr) -> Option<TcpStream> {
+    let mut conn = TcpStream::connect(addr).ok()?;
+    let head = format!(
+        "POST /echo.php HTTP/1.1\r\nHost: {VICTIM}\r\nContent-Length: 1000\r\n\r\n0123456789"
+    );
+    conn.write_all(head.as_bytes()).ok()?;
+    Some(conn)
+}
+
+/// One h2c connection with `streams` uploads that declare 1000 bytes and send 10.
+fn stalled_h2c_uploads(addr: SocketAddr, streams: u32) -> Option<TcpStream> {
+    let mut conn = TcpStream::connect(addr).ok()?;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frame(&mut out, 0x4, 0, 0, &[]);
+    let mut block = vec![0x83, 0x86];
+    for (index, value) in [(0x04, "/echo.php"), (0x01, VICTIM)] {
+        block.push(index);
+        block.push(u8::try_from(value.len()).expect("a short header value"));
+        block.extend_from_slice(value.as_bytes());
+    }
+    // content-length: literal without indexing, static name index 28.
+    block.extend_from_slice(&[0x0f, 28 - 15, 4]);
+    block.extend_from_slice(b"1000");
+    for id in (0..streams).map(|n| 2 * n + 1) {
+        frame(&mut out, 0x1, 0x4, id, &block);
+        frame(&mut out, 0x0, 0, id, b"0123456789");
+    }
+    conn.write_all(&out).ok()?;
+    Some(conn)
+}
+
+/// Holds `stalled` open while both apps are probed; asserts no probe failed.
+fn stalled_bodies_hold_only_their_connections(stall: impl Fn(&Stack) -> Vec<TcpStream>) {
+    let stack = stack();
+    let stalled = stall(&stack);
+    println!("{} stalled connections open", stalled.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let probe = Probe::start(
+        &stack,
+        &[
+            (VICTIM, "/echo.php", "echo-ok"),
+            (VICTIM, "/static.txt", "static-ok"),
+            (OTHER, "/echo.php", "echo-ok"),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let failures = probe.finish();
+    drop(stalled);
+    assert!(
+        failures.is_empty(),
+        "{} probe requests failed beside the stalled uploads; first ones:\n{}",
+        failures.len(),
+        failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
+    );
+}
+
+#[test]
+fn eleven_hundred_stalled_http1_uploads_starve_no_client_of_the_app() {
+    stalled_bodies_hold_only_their_connections(|stack| {
+        (0..STALLED_UPLOADS).filter_map(|_| stalled_http1_upload(stack.addr())).collect()
+    });
+}
+
+#[test]
+fn eleven_hundred_stalled_h2c_uploads_starve_no_client_of_the_app() {
+    stalled_bodies_hold_only_their_connections(|stack| {
+        (0..STALLED_H2_CONNECTIONS)
+            .filter_map(|_| stalled_h2c_uploads(stack.addr(), STALLED_H2_STREAMS))
+            .collect()
+    });
 }

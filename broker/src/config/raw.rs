@@ -34,6 +34,8 @@ pub(super) struct RawTop {
     pub sandbox: RawSandbox,
     pub control_socket: Option<PathBuf>,
     pub shutdown_timeout: Option<String>,
+    /// The longest wait between two reads of a request body, e.g. `"60s"`.
+    pub client_body_timeout: Option<String>,
     /// CIDR blocks whose X-Forwarded-For/-Proto headers the workers believe.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,

@@ -421,3 +421,18 @@ fn control_socket_and_shutdown_timeout_are_checked() {
     assert!(text.contains("control_socket:"), "{text}");
     assert!(text.contains("shutdown_timeout:"), "{text}");
 }
+
+#[test]
+fn client_body_timeout_defaults_to_nginx_s_and_refuses_zero() {
+    let fx = Fixture::new();
+    let blog = app("blog", "blog.localhost");
+    let config = fx.parse(&format!("{LISTEN}{blog}")).expect("valid config");
+    assert_eq!(config.client_body_timeout_ms, crate::config::DEFAULT_CLIENT_BODY_TIMEOUT_MS);
+    let config =
+        fx.parse(&format!("{LISTEN}client_body_timeout = \"5s\"\n{blog}")).expect("valid config");
+    assert_eq!(config.client_body_timeout_ms, 5_000);
+    for bad in ["0s", "soon"] {
+        let problems = fx.problems(&format!("{LISTEN}client_body_timeout = \"{bad}\"\n{blog}"));
+        assert!(problems.iter().any(|p| p.starts_with("client_body_timeout:")), "{problems:?}");
+    }
+}

@@ -14,6 +14,7 @@ use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use zeroize::Zeroize;
 
+use super::DEFAULT_CLIENT_BODY_TIMEOUT_MS;
 use super::hosts::{self, Claims};
 use super::raw::{
     HstsValue, RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue,
@@ -44,6 +45,7 @@ struct Top {
     sandbox: SandboxConfig,
     control_socket: Option<PathBuf>,
     shutdown_timeout_ms: u64,
+    client_body_timeout_ms: u64,
     trusted_proxies: Vec<Cidr>,
     default_cert: Option<String>,
 }
@@ -66,6 +68,7 @@ pub(super) fn config(
         sandbox,
         control_socket,
         shutdown_timeout_ms,
+        client_body_timeout_ms,
         trusted_proxies,
         default_cert,
     } = top??;
@@ -81,6 +84,7 @@ pub(super) fn config(
         apps,
         control_socket,
         shutdown_timeout_ms,
+        client_body_timeout_ms,
         default_cert,
     })
 }
@@ -123,6 +127,10 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         None => Some(DEFAULT_SHUTDOWN_TIMEOUT_MS),
         Some(text) => p.take(String::from("shutdown_timeout"), values::duration_ms(text)),
     };
+    let client_body_timeout_ms = match &raw.client_body_timeout {
+        None => Some(DEFAULT_CLIENT_BODY_TIMEOUT_MS),
+        Some(text) => p.take(String::from("client_body_timeout"), positive_ms(text)),
+    };
     let trusted_proxies = list(p, "trusted_proxies", &raw.trusted_proxies, |c| Cidr::parse(c));
     let (listen, listen_tls) = (listen?, listen_tls?);
     distinct_listeners(&listen, &listen_tls, p).then_some(Top {
@@ -131,9 +139,19 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         sandbox: sandbox?,
         control_socket: control_socket?,
         shutdown_timeout_ms: shutdown_timeout_ms?,
+        client_body_timeout_ms: client_body_timeout_ms?,
         trusted_proxies: trusted_proxies?,
         default_cert: raw.default_cert,
     })
+}
+
+/// A duration of at least 1 ms.
+fn positive_ms(text: &str) -> Result<u64, String> {
+    let ms = values::duration_ms(text)?;
+    if ms == 0 {
+        return Err(format!("{text:?}: must be at least 1ms"));
+    }
+    Ok(ms)
 }
 
 /// Refuses an address listed twice (port 0 excepted: each gets its own port).

@@ -67,7 +67,10 @@ impl Broker {
         let init = ToGateway::Init {
             listeners: u8::try_from(fds.len())?,
             tls_listeners: u8::try_from(tls.len())?,
-            limits: GatewayLimits { max_header_bytes: MAX_HEADER_BYTES },
+            limits: GatewayLimits {
+                max_header_bytes: MAX_HEADER_BYTES,
+                client_body_timeout_ms: self.config.client_body_timeout_ms,
+            },
             sandbox: profiles::gateway(&self.config),
         };
         fds.extend(tls);
