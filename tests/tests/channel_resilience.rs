@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bulkhead_tests::{AppPlan, Client, Proto, Stack};
+use bulkhead_tests::{AppPlan, Client, Proto, Stack, StackOptions};
 use nix::sys::socket::{setsockopt, sockopt};
 
 const VICTIM: &str = "victim.localhost";
@@ -293,4 +293,18 @@ fn eleven_hundred_stalled_h2c_uploads_starve_no_client_of_the_app() {
             .filter_map(|_| stalled_h2c_uploads(stack.addr(), STALLED_H2_STREAMS))
             .collect()
     });
+}
+
+#[test]
+fn a_small_upload_stalled_past_client_body_timeout_gets_408() {
+    let options =
+        StackOptions { top: vec!["client_body_timeout = \"1s\"".into()], ..Default::default() };
+    let stack = Stack::start_with(&[AppPlan::new("victim").file("echo.php", ECHO)], &options);
+    let mut conn = stalled_http1_upload(stack.addr()).expect("connecting to the gateway");
+    conn.set_read_timeout(Some(Duration::from_secs(20))).expect("setting a read timeout");
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut conn, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let client = stack.client(Proto::Http1);
+    assert_eq!(client.get(VICTIM, "/echo.php").text(), "echo-ok");
 }
