@@ -23,6 +23,7 @@ mod secrets;
 pub mod users;
 mod validate;
 mod values;
+pub use values::MAX_APP_NAME;
 
 #[cfg(test)]
 mod mount_tests;

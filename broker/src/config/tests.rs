@@ -421,3 +421,31 @@ fn control_socket_and_shutdown_timeout_are_checked() {
     assert!(text.contains("control_socket:"), "{text}");
     assert!(text.contains("shutdown_timeout:"), "{text}");
 }
+
+/// An app whose backend is `fastcgi` (a TCP address).
+fn tcp_app(name: &str, fastcgi: &str) -> String {
+    app(name, &format!("{name}.localhost")).replace(&format!("unix:/run/php/{name}.sock"), fastcgi)
+}
+
+#[test]
+fn tcp_backends_on_one_port_at_different_addresses_are_refused() {
+    let fx = Fixture::new();
+    let text = format!(
+        "{LISTEN}{}{}{}",
+        tcp_app("a", "127.0.0.1:25031"),
+        tcp_app("b", "127.0.0.2:25031"),
+        tcp_app("c", "127.0.0.3:25032"),
+    );
+    let problems = fx.problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(
+            r#"app[1].fastcgi: port 25031 is also app[0] ("a")'s backend at 127.0.0.1:25031"#
+        ),
+        "{problems:?}"
+    );
+    assert!(problems[0].contains("pins TCP ports, not addresses"), "{problems:?}");
+    let shared =
+        format!("{LISTEN}{}{}", tcp_app("a", "127.0.0.1:25031"), tcp_app("b", "127.0.0.1:25031"));
+    assert!(fx.parse(&shared).is_ok(), "one pool at one address may serve two apps");
+}

@@ -9,7 +9,7 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use privsep::msg::{self, AppSpec, Cidr, CodecError, ToGateway, ToWorker, WorkerInit};
+use privsep::msg::{self, AppSpec, Backend, Cidr, CodecError, ToGateway, ToWorker, WorkerInit};
 use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use zeroize::Zeroize;
@@ -166,10 +166,42 @@ fn sandbox(raw: RawSandbox, p: &mut Problems) -> Option<SandboxConfig> {
 fn apps(raw: Vec<(usize, RawApp)>, ctx: &Context<'_>, p: &mut Problems) -> Vec<App> {
     let mut registry = Registry::default();
     let mut apps = Vec::with_capacity(raw.len());
+    let mut tcp_ports = HashMap::new();
     for (i, app) in raw {
-        apps.extend(self::app(i, &app, ctx, &mut registry, p));
+        let app = self::app(i, &app, ctx, &mut registry, p);
+        if let Some(app) = &app {
+            tcp_port_unshared(i, app, &mut tcp_ports, p);
+        }
+        apps.extend(app);
     }
     apps
+}
+
+/// A TCP backend's port must not be another app's on a different address: a
+/// worker's sandbox (Landlock) allows connecting to a port, on every address, so
+/// app A's worker could reach B's php-fpm. The same address may be shared (one pool
+/// serving both apps is the operator's choice, and no separation to lose).
+fn tcp_port_unshared(
+    i: usize,
+    app: &App,
+    seen: &mut HashMap<u16, (usize, SocketAddr, String)>,
+    p: &mut Problems,
+) {
+    let Backend::Tcp(addr) = app.spec.fastcgi else { return };
+    match seen.get(&addr.port()) {
+        Some((j, other, name)) if *other != addr => p.push(
+            key(&format!("app[{i}]"), "fastcgi"),
+            format!(
+                "port {} is also app[{j}] ({name:?})'s backend at {other}: a worker's sandbox \
+                 pins TCP ports, not addresses, so each app's TCP backend needs a port of its own",
+                addr.port()
+            ),
+        ),
+        Some(_) => {}
+        None => {
+            seen.insert(addr.port(), (i, addr, app.spec.name.clone()));
+        }
+    }
 }
 
 fn app(
