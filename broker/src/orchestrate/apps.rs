@@ -349,6 +349,9 @@ impl Broker {
     /// mark on-demand, so a request for any other app is a violation that stops it,
     /// unless a reload just changed the routes it may still be acting on.
     pub(super) async fn on_need_channel(&mut self, name: &str) {
+        if self.gateway.as_ref().is_none_or(|gw| gw.killed) {
+            return;
+        }
         let on_demand = self.apps.get(name).map(|st| st.app.on_demand);
         if on_demand != Some(true) {
             if self.reloaded_at.is_some_and(|t| t.elapsed() < ROUTES_SETTLE) {
@@ -359,7 +362,8 @@ impl Broker {
                 known = on_demand.is_some(),
                 "protocol violation: the gateway asked for a channel to an app that is not on demand; killing the gateway"
             );
-            if let Some(gw) = &self.gateway {
+            if let Some(gw) = &mut self.gateway {
+                gw.killed = true;
                 gw.control.kill();
             }
             return;
