@@ -76,6 +76,9 @@ pub struct Config {
     /// The app whose certificate is served when SNI names no app; `None`: the
     /// first app with `tls`.
     pub default_cert: Option<String>,
+    /// The most TLS handshake signatures the keyholder makes a second for one gateway
+    /// (bursts of as many); more are refused and counted.
+    pub tls_signatures_per_second: u32,
 }
 
 /// How children are confined (`[sandbox]`).
@@ -167,6 +170,9 @@ impl App {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// `min_version = "1.3"`: TLS 1.3 handshakes only, and the keyholder refuses to
+    /// sign a TLS 1.2 ServerKeyExchange with this key.
+    pub tls13_only: bool,
 }
 
 /// One thing wrong with the configuration.

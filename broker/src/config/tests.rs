@@ -449,3 +449,28 @@ fn tcp_backends_on_one_port_at_different_addresses_are_refused() {
         format!("{LISTEN}{}{}", tcp_app("a", "127.0.0.1:25031"), tcp_app("b", "127.0.0.1:25031"));
     assert!(fx.parse(&shared).is_ok(), "one pool at one address may serve two apps");
 }
+
+#[test]
+fn tls_min_version_and_signature_rate_are_checked() {
+    let fx = Fixture::new();
+    let tls = |v: &str| {
+        format!(
+            "{LISTEN}tls_signatures_per_second = 0\n{}tls = {{ cert = \"{{dir}}/cert.pem\", key = \"{{dir}}/key.pem\", min_version = \"{v}\" }}\n",
+            app("a", "a.localhost")
+        )
+    };
+    let problems = fx.problems(&tls("1.1"));
+    assert!(
+        problems.contains(&r#"app[0].tls.min_version: "1.1" is not "1.2" or "1.3""#.to_owned()),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .contains(&"tls_signatures_per_second: 0 is not a rate from 1 to 1000000".to_owned()),
+        "{problems:?}"
+    );
+    let ok = tls("1.3").replace("tls_signatures_per_second = 0", "tls_signatures_per_second = 50");
+    let config = fx.parse(&ok).expect("valid");
+    assert!(config.apps[0].tls.as_ref().is_some_and(|t| t.tls13_only));
+    assert_eq!(config.tls_signatures_per_second, 50);
+}

@@ -46,6 +46,7 @@ struct Top {
     shutdown_timeout_ms: u64,
     trusted_proxies: Vec<Cidr>,
     default_cert: Option<String>,
+    tls_signatures_per_second: u32,
 }
 
 /// The typed configuration, or `None` with the reasons in `problems`.
@@ -68,6 +69,7 @@ pub(super) fn config(
         shutdown_timeout_ms,
         trusted_proxies,
         default_cert,
+        tls_signatures_per_second,
     } = top??;
     for app in &mut apps {
         app.spec.trusted_proxies.clone_from(&trusted_proxies);
@@ -82,6 +84,7 @@ pub(super) fn config(
         control_socket,
         shutdown_timeout_ms,
         default_cert,
+        tls_signatures_per_second,
     })
 }
 
@@ -124,6 +127,15 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         Some(text) => p.take(String::from("shutdown_timeout"), values::duration_ms(text)),
     };
     let trusted_proxies = list(p, "trusted_proxies", &raw.trusted_proxies, |c| Cidr::parse(c));
+    let signatures = match raw.tls_signatures_per_second {
+        None => Some(msg::DEFAULT_SIGNATURES_PER_SECOND),
+        Some(n @ 1..=MAX_SIGNATURES_PER_SECOND) => Some(n),
+        Some(n) => {
+            let range = format!("1 to {MAX_SIGNATURES_PER_SECOND}");
+            p.push("tls_signatures_per_second", format!("{n} is not a rate from {range}"));
+            None
+        }
+    };
     let (listen, listen_tls) = (listen?, listen_tls?);
     distinct_listeners(&listen, &listen_tls, p).then_some(Top {
         listen,
@@ -133,8 +145,12 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         shutdown_timeout_ms: shutdown_timeout_ms?,
         trusted_proxies: trusted_proxies?,
         default_cert: raw.default_cert,
+        tls_signatures_per_second: signatures?,
     })
 }
+
+/// The highest `tls_signatures_per_second` (far above what one core can sign).
+const MAX_SIGNATURES_PER_SECOND: u32 = 1_000_000;
 
 /// Refuses an address listed twice (port 0 excepted: each gets its own port).
 fn distinct_listeners(listen: &[SocketAddr], listen_tls: &[SocketAddr], p: &mut Problems) -> bool {
@@ -429,8 +445,16 @@ fn account(
 fn tls(at: &str, raw: Option<&RawTls>, p: &mut Problems) -> Option<Option<TlsFiles>> {
     let Some(raw) = raw else { return Some(None) };
     let cert = p.take(key(at, "tls.cert"), paths::readable_file(&raw.cert));
-    let key = p.take(key(at, "tls.key"), paths::readable_file(&raw.key));
-    Some(Some(TlsFiles { cert: cert?, key: key? }))
+    let key_file = p.take(key(at, "tls.key"), paths::readable_file(&raw.key));
+    let tls13_only = match raw.min_version.as_deref() {
+        None | Some("1.2") => Some(false),
+        Some("1.3") => Some(true),
+        Some(other) => {
+            p.push(key(at, "tls.min_version"), format!("{other:?} is not \"1.2\" or \"1.3\""));
+            None
+        }
+    };
+    Some(Some(TlsFiles { cert: cert?, key: key_file?, tls13_only: tls13_only? }))
 }
 
 /// `hsts` as a header value; it and `redirect_https` need `tls`.
