@@ -70,6 +70,9 @@ pub struct AppStatus {
     /// `running`, `idle` (on-demand, no worker) or `crash-loop`.
     pub state: String,
     pub restarts: u64,
+    /// In a crash loop: milliseconds until the next worker is started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<u64>,
     pub workers: Vec<WorkerStatus>,
 }
 

@@ -23,6 +23,7 @@ mod secrets;
 pub mod users;
 mod validate;
 mod values;
+pub use values::MAX_APP_NAME;
 
 #[cfg(test)]
 mod mount_tests;
@@ -80,6 +81,9 @@ pub struct Config {
     /// The app whose certificate is served when SNI names no app; `None`: the
     /// first app with `tls`.
     pub default_cert: Option<String>,
+    /// The most TLS handshake signatures the keyholder makes a second for one gateway
+    /// (bursts of as many); more are refused and counted.
+    pub tls_signatures_per_second: u32,
 }
 
 /// How children are confined (`[sandbox]`).
@@ -171,6 +175,9 @@ impl App {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// `min_version = "1.3"`: TLS 1.3 handshakes only, and the keyholder refuses to
+    /// sign a TLS 1.2 ServerKeyExchange with this key.
+    pub tls13_only: bool,
 }
 
 /// One thing wrong with the configuration.

@@ -6,7 +6,10 @@
 //! checking each message against the allow-list *for that child's role*: only
 //! the gateway may ask for channels, only a worker may report itself idle.
 //! Anything else — garbage, a forbidden message, a descriptor where none is
-//! expected — gets the child killed (and so restarted), never trusted.
+//! expected, an app name no configuration can hold, more messages than a
+//! [`Budget`] allows — gets the child killed (and so restarted), never trusted.
+//! A child can therefore queue only a bounded number of small events for the
+//! broker's loop, and cause at most one log line before it is stopped.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -20,12 +23,13 @@ use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
+use crate::config::MAX_APP_NAME;
 use crate::orchestrate::Event;
 
 /// First delay before restarting a child that exited.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest delay between restarts.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A child that ran this long is considered healthy again: backoff resets.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// More unexpected exits than this within [`CRASH_WINDOW`] is a crash loop.
@@ -34,6 +38,12 @@ const CRASH_LIMIT: usize = 5;
 const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// How long a child may take to accept a control message before it is killed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Messages a child may send per second, on average, before it is a violation.
+/// A legitimate gateway asks for a channel at most once a second per on-demand app;
+/// a worker reports idleness once per idle period and a stale backend once a second.
+pub const MESSAGES_PER_SECOND: u32 = 50;
+/// Messages a child may send in a burst above [`MESSAGES_PER_SECOND`].
+pub const MESSAGE_BURST: u32 = 200;
 
 /// Which child a message or exit is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,12 +125,17 @@ async fn watch(id: ChildId, mut child: Child, control: Control, events: Unbounde
     let started = Instant::now();
     let mut open = true;
     let mut ready = false;
+    let mut budget = Budget::new(MESSAGES_PER_SECOND, MESSAGE_BURST);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             () = control.kill.notified() => { let _ = child.start_kill(); }
             msg = control.socket.recv::<ToBroker>(), if open => {
-                match allowed(&id, msg).and_then(|event| ready_once(&mut ready, event)) {
+                let checked = budget
+                    .spend(Instant::now())
+                    .and_then(|()| allowed(&id, msg))
+                    .and_then(|event| ready_once(&mut ready, event));
+                match checked {
                     Ok(Some(event)) => { let _ = events.send(event); }
                     Ok(None) => open = false,
                     Err(reason) => {
@@ -156,6 +171,7 @@ fn allowed(
     match (received.msg, id) {
         (ToBroker::Ready, _) => Ok(Some(Event::Ready(id.clone()))),
         (ToBroker::NeedChannel { app }, ChildId::Gateway { .. }) => {
+            app_name(&app)?;
             Ok(Some(Event::NeedChannel { app }))
         }
         (ToBroker::Idle, ChildId::Worker { .. }) => Ok(Some(Event::Idle(id.clone()))),
@@ -166,9 +182,51 @@ fn allowed(
             Ok(Some(Event::KeyholderBroken { serial }))
         }
         (ToBroker::ChannelLost { app, generation }, ChildId::Gateway { .. }) => {
+            app_name(&app)?;
             Ok(Some(Event::ChannelLost { app, generation }))
         }
         (msg, _) => Err(format!("{msg:?} is not allowed from this child")),
+    }
+}
+
+/// An app name a configuration could hold; the error quotes only its length.
+fn app_name(app: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if app.is_empty() || app.len() > MAX_APP_NAME || !app.bytes().all(allowed) {
+        return Err(format!("an app name of {} bytes that no configuration holds", app.len()));
+    }
+    Ok(())
+}
+
+/// A token bucket of control messages: `rate` a second, up to `burst` saved.
+#[derive(Debug)]
+pub struct Budget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Budget {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        Self { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), at: None }
+    }
+
+    /// Takes one message's worth; an error once the child has sent more than it may.
+    pub fn spend(&mut self, now: Instant) -> Result<(), String> {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + refill).min(self.burst);
+        }
+        self.at = Some(now);
+        if self.tokens < 1.0 {
+            return Err(format!(
+                "more than {} control messages in a burst ({} a second)",
+                self.burst, self.rate
+            ));
+        }
+        self.tokens -= 1.0;
+        Ok(())
     }
 }
 
@@ -279,6 +337,36 @@ mod tests {
             Ok(Some(Event::ChannelLost { generation: 1, .. }))
         ));
         assert!(allowed(&wk, msg(lost())).is_err());
+    }
+
+    #[test]
+    fn a_budget_allows_its_burst_then_its_rate() {
+        let mut b = Budget::new(10, 5);
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(b.spend(t0).is_ok());
+        }
+        assert!(b.spend(t0).is_err(), "the burst is spent");
+        assert!(b.spend(t0 + Duration::from_millis(100)).is_ok(), "one refilled after 0.1 s");
+        assert!(b.spend(t0 + Duration::from_millis(100)).is_err());
+        assert!(b.spend(t0 + Duration::from_secs(60)).is_ok());
+        for _ in 0..4 {
+            assert!(b.spend(t0 + Duration::from_secs(60)).is_ok());
+        }
+        assert!(b.spend(t0 + Duration::from_secs(60)).is_err(), "refill is capped at the burst");
+    }
+
+    #[test]
+    fn a_channel_request_for_a_name_no_config_holds_is_a_violation() {
+        let gw = ChildId::Gateway { serial: 1 };
+        let msg =
+            |app: String| Ok(Some(Received { msg: ToBroker::NeedChannel { app }, fds: vec![] }));
+        assert!(allowed(&gw, msg("a".repeat(MAX_APP_NAME))).is_ok());
+        let long = allowed(&gw, msg("a".repeat(60 * 1024))).map(|_| ()).expect_err("too long");
+        assert!(long.contains("61440 bytes"), "{long}");
+        assert!(!long.contains("aaaa"), "the name is not echoed: {long}");
+        assert!(allowed(&gw, msg("Bad_Name".into())).is_err());
+        assert!(allowed(&gw, msg(String::new())).is_err());
     }
 
     #[test]

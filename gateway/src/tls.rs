@@ -17,7 +17,7 @@ use privsep::msg::AppTls;
 use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, version};
+use rustls::{CipherSuite, ServerConfig, version};
 
 use crate::State;
 use crate::tls_keyholder::{Keyholder, RemoteKey};
@@ -39,6 +39,8 @@ pub enum TlsError {
 #[derive(Debug)]
 struct AppCert {
     certified: Arc<CertifiedKey>,
+    /// Offered to clients that can speak TLS 1.3 only (`min_version = "1.3"`).
+    tls13_only: bool,
     default: bool,
     redirect_https: bool,
     hsts: Option<HeaderValue>,
@@ -63,7 +65,10 @@ impl TlsState {
         let spki = ParsedCertificate::try_from(leaf)
             .map_err(|cause| TlsError::Certificate { app: app.clone(), cause })?
             .subject_public_key_info();
-        let key = RemoteKey::new(spki, tls.key, self.keyholder.clone());
+        let mut key = RemoteKey::new(spki, tls.key, self.keyholder.clone());
+        if tls.tls13_only {
+            key = key.tls13_only();
+        }
         let certified = CertifiedKey::new(chain, Arc::new(key));
         certified
             .keys_match()
@@ -76,6 +81,7 @@ impl TlsState {
         };
         let cert = AppCert {
             certified: Arc::new(certified),
+            tls13_only: tls.tls13_only,
             default: tls.default,
             redirect_https: tls.redirect_https,
             hsts,
@@ -113,11 +119,17 @@ impl TlsState {
         apps.get(app).and_then(|c| c.hsts.clone())
     }
 
-    fn certificate(&self, app: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    /// The certificate for `app` (else the default), unless it is for TLS 1.3 only and
+    /// the client cannot speak TLS 1.3.
+    fn certificate(&self, app: Option<&str>, tls13: bool) -> Option<Arc<CertifiedKey>> {
         let apps = self.apps.read().unwrap_or_else(PoisonError::into_inner);
         let chosen = app.and_then(|a| apps.get(a));
-        let chosen = chosen.or_else(|| apps.values().find(|c| c.default));
-        chosen.map(|c| c.certified.clone())
+        let chosen = chosen.or_else(|| apps.values().find(|c| c.default))?;
+        if chosen.tls13_only && !tls13 {
+            tracing::debug!(?app, "a TLS 1.2 client asked for a TLS 1.3-only certificate");
+            return None;
+        }
+        Some(chosen.certified.clone())
     }
 }
 
@@ -129,6 +141,15 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// The TLS 1.3 cipher suites (RFC 8446, appendix B.4).
+const TLS13_SUITES: &[CipherSuite] = &[
+    CipherSuite::TLS13_AES_128_GCM_SHA256,
+    CipherSuite::TLS13_AES_256_GCM_SHA384,
+    CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS13_AES_128_CCM_SHA256,
+    CipherSuite::TLS13_AES_128_CCM_8_SHA256,
+];
+
 /// Picks a certificate by SNI through the routing table.
 #[derive(Debug)]
 struct SniResolver {
@@ -138,7 +159,9 @@ struct SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let app = hello.server_name().and_then(|name| self.state.app_for(name));
-        self.state.tls.certificate(app.as_deref())
+        // rustls negotiates TLS 1.3 whenever the client offers one of its suites.
+        let tls13 = hello.cipher_suites().iter().any(|s| TLS13_SUITES.contains(s));
+        self.state.tls.certificate(app.as_deref(), tls13)
     }
 }
 

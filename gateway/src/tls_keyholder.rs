@@ -126,7 +126,10 @@ impl Link {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let result = exchange(&socket, deadline, &Request { id, key, scheme, message });
-        if let Err(e) = &result {
+        // A well-formed refusal (the keyholder's rate limit) leaves the channel sound.
+        if let Err(e) = &result
+            && !matches!(e, SignError::Failed)
+        {
             warn!(cause = %e, "keyholder channel failed; new handshakes fail until it is replaced");
             self.broken.store(true, Ordering::Relaxed);
             let _ = socket.shutdown(std::net::Shutdown::Both);
@@ -170,6 +173,8 @@ fn remaining(deadline: Instant) -> Result<Duration, SignError> {
 pub struct RemoteKey {
     id: KeyId,
     kind: KeyKind,
+    /// Never asks for a TLS 1.2 ServerKeyExchange signature (the keyholder refuses it).
+    tls13_only: bool,
     spki: SubjectPublicKeyInfoDer<'static>,
     keyholder: Arc<Keyholder>,
 }
@@ -181,7 +186,12 @@ impl RemoteKey {
         kind: KeyKind,
         keyholder: Arc<Keyholder>,
     ) -> Self {
-        Self { id: key_id(spki.as_ref()), kind, spki, keyholder }
+        Self { id: key_id(spki.as_ref()), kind, tls13_only: false, spki, keyholder }
+    }
+
+    /// A key that signs for TLS 1.3 handshakes only.
+    pub fn tls13_only(self) -> Self {
+        Self { tls13_only: true, ..self }
     }
 }
 
@@ -202,7 +212,8 @@ impl SigningKey for RemoteKey {
             .map(|s| SignatureScheme::from(*s))
             .find(|s| offered.contains(s))?;
         let keyholder = self.keyholder.clone();
-        Some(Box::new(RemoteSigner { key: self.id, scheme, keyholder }))
+        let tls13_only = self.tls13_only;
+        Some(Box::new(RemoteSigner { key: self.id, scheme, tls13_only, keyholder }))
     }
 
     fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
@@ -222,11 +233,17 @@ impl SigningKey for RemoteKey {
 pub struct RemoteSigner {
     key: KeyId,
     scheme: SignatureScheme,
+    tls13_only: bool,
     keyholder: Arc<Keyholder>,
 }
 
 impl Signer for RemoteSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        if self.tls13_only
+            && keyproto::shape(message) == Ok(keyproto::Shape::Tls12ServerKeyExchange)
+        {
+            return Err(rustls::Error::General("this certificate is for TLS 1.3 only".into()));
+        }
         self.keyholder
             .sign(self.key, u16::from(self.scheme), message)
             .map_err(|e| rustls::Error::General(format!("keyholder: {e}")))

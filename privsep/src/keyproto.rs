@@ -141,6 +141,8 @@ pub enum Violation {
     Scheme { scheme: u16 },
     #[error("the message is not a handshake signature input")]
     Shape,
+    #[error("this key signs for TLS 1.3 only, and the message is a TLS 1.2 ServerKeyExchange")]
+    Tls12Refused,
     #[error("response id {got} does not match request {expected}")]
     ResponseId { got: u32, expected: u32 },
     #[error("unknown response status {0}")]

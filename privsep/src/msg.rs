@@ -126,6 +126,9 @@ pub struct AppTls {
     pub chain: Vec<Vec<u8>>,
     /// The kind of the leaf's key, which decides the schemes offered.
     pub key: KeyKind,
+    /// The certificate is offered to TLS 1.3 handshakes only (`min_version = "1.3"`).
+    #[serde(default)]
+    pub tls13_only: bool,
     /// Served when SNI matches no app (or is absent).
     #[serde(default)]
     pub default: bool,
@@ -141,8 +144,16 @@ pub struct AppTls {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum ToKeyholder {
-    /// First message: the sandbox, and how many [`ToKeyholder::Key`]s follow.
-    Init { keys: u16, sandbox: Profile },
+    /// First message: the sandbox, how many [`ToKeyholder::Key`]s follow, and the most
+    /// signatures a second one signing channel (one gateway) gets, with a burst of as
+    /// many; requests beyond it are answered with a failure (`0`: the default,
+    /// [`DEFAULT_SIGNATURES_PER_SECOND`]).
+    Init {
+        keys: u16,
+        sandbox: Profile,
+        #[serde(default)]
+        signatures_per_second: u32,
+    },
     /// One private key (one message each, to stay under [`MAX_MESSAGE`]).
     Key(PrivateKey),
     /// A gateway's signing channel (one fd); allowed only after every key.
@@ -158,12 +169,19 @@ impl Message for ToKeyholder {
     }
 }
 
+/// A channel's signatures per second when the broker names no other rate.
+pub const DEFAULT_SIGNATURES_PER_SECOND: u32 = 1000;
+
 /// A private key as the broker read it from its PEM file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivateKey {
     pub format: KeyFormat,
     pub der: KeyBytes,
+    /// Sign TLS 1.3 CertificateVerify inputs only, never a TLS 1.2
+    /// ServerKeyExchange (`min_version = "1.3"`).
+    #[serde(default)]
+    pub tls13_only: bool,
 }
 
 /// The DER encodings the keyholder accepts.
@@ -445,7 +463,7 @@ mod tests {
     #[test]
     fn private_keys_survive_the_codec_but_not_debug() {
         let der = KeyBytes::new(b"private-key-bytes".to_vec());
-        let msg = ToKeyholder::Key(PrivateKey { format: KeyFormat::Pkcs8, der });
+        let msg = ToKeyholder::Key(PrivateKey { format: KeyFormat::Pkcs8, der, tls13_only: false });
         assert!(!format!("{msg:?}").contains("private-key-bytes"));
         let back: ToKeyholder = decode(&encode(&msg).expect("encodes")).expect("decodes");
         assert_eq!(back, msg);

@@ -150,7 +150,8 @@ pub struct TlsWorld {
 }
 
 impl TlsWorld {
-    /// Starts Bulkhead with one app per `(name, key type)`; `extra` lines go into each app.
+    /// Starts Bulkhead with one app per `(name, key type)`; `extra` lines go into each app,
+    /// except those starting `tls:`, whose rest goes into each app's `tls` table.
     pub fn start(apps: &[(&str, KeyType)], extra: &[&str]) -> Self {
         let dir = crate::temp_dir();
         let root = dir.path().join("root");
@@ -255,10 +256,15 @@ fn config(
     let mut out =
         format!("listen = [{}]\nlisten_tls = [{}]\n", q(&http.to_string()), q(&https.to_string()));
     out.push_str(&format!("control_socket = {}\n", q(&dir.join("control.sock").to_string_lossy())));
+    let tls_extra: String = extra
+        .iter()
+        .filter_map(|l| l.strip_prefix("tls:"))
+        .map(|l| format!(", {}", l.trim()))
+        .collect();
     for c in certs {
         let name = c.host.trim_end_matches(".localhost");
         out.push_str(&format!(
-            "[[app]]\nname = {}\nhosts = [{}]\nroot = {}\nfastcgi = {}\ntls = {{ cert = {}, key = {} }}\n",
+            "[[app]]\nname = {}\nhosts = [{}]\nroot = {}\nfastcgi = {}\ntls = {{ cert = {}, key = {}{tls_extra} }}\n",
             q(name),
             q(&c.host),
             q(&root.to_string_lossy()),
@@ -266,7 +272,7 @@ fn config(
             q(&c.cert.to_string_lossy()),
             q(&c.key.to_string_lossy()),
         ));
-        for line in extra {
+        for line in extra.iter().filter(|l| !l.starts_with("tls:")) {
             out.push_str(line);
             out.push('\n');
         }

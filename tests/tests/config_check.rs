@@ -116,6 +116,21 @@ fn unparsable_backend_address_is_rejected() {
     assert_rejected(&[alpha, beta], "app[1].fastcgi");
 }
 
+/// Landlock lets a worker connect to its backend's port on every address: with A on
+/// 127.0.0.1:P and B on 127.0.0.2:P, A's worker could run code in B's php-fpm.
+#[test]
+fn tcp_backends_sharing_a_port_at_different_addresses_are_rejected() {
+    let fixture = Fixture::new();
+    let [mut alpha, beta] = fixture.apps();
+    alpha.fastcgi = "127.0.0.2:9000".to_owned();
+    let line = assert_rejected(&[alpha, beta], "app[1].fastcgi");
+    assert!(
+        line.contains("port 9000 is also app[0] (\"alpha\")'s backend at 127.0.0.2:9000"),
+        "{line}"
+    );
+    assert!(line.contains("pins TCP ports, not addresses"), "{line}");
+}
+
 #[test]
 fn unknown_key_is_rejected() {
     let fixture = Fixture::new();

@@ -51,7 +51,9 @@ fn garbage_on_the_control_socket_never_hurts_the_broker_or_other_apps() {
     println!("protocol violations logged: {violations}");
     assert!(violations >= 6, "every attack must be logged as a violation:\n{log}");
     let reasons = [
-        "Ready is allowed only once",
+        // The flood of 10,000 allowed messages is over the budget long before its second
+        // `Ready` (whose refusal is a unit test of the broker's).
+        "more than 200 control messages in a burst",
         "unknown variant `Shutdown`",
         "truncated",
         "malformed control message: expected value",

@@ -2,7 +2,9 @@
 //! the gateway (signing channels): it signs handshake messages, refuses everything else —
 //! arbitrary bytes, a scheme the key may not use, an unknown key, an oversize frame, a TLS
 //! 1.2 ServerKeyExchange on a curve outside the allow-list, trailing bytes — and closes the
-//! channel that sent it, while other channels keep working.
+//! channel that sent it, while other channels keep working. A key marked TLS 1.3-only
+//! refuses the TLS 1.2 shape; a channel over its signature rate gets failures, not
+//! signatures, and stays open.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
@@ -32,6 +34,11 @@ struct Keyholder {
 
 impl Keyholder {
     fn start() -> Self {
+        Self::start_with(0, false)
+    }
+
+    /// `signatures_per_second` per channel (0: the default); the P-256 key TLS 1.3-only.
+    fn start_with(signatures_per_second: u32, ec_tls13_only: bool) -> Self {
         let dir = bulkhead_tests::temp_dir();
         let (ec, rsa) = (
             make_cert(dir.path(), "ec", KeyType::P256),
@@ -47,10 +54,14 @@ impl Keyholder {
             .expect("spawning the keyholder");
         drop(theirs);
         control
-            .send(&ToKeyholder::Init { keys: 2, sandbox: Profile::default() }, &[])
+            .send(
+                &ToKeyholder::Init { keys: 2, sandbox: Profile::default(), signatures_per_second },
+                &[],
+            )
             .expect("Init");
-        for files in [&ec, &rsa] {
-            control.send(&ToKeyholder::Key(pkcs8(files)), &[]).expect("Key");
+        let ec_key = PrivateKey { tls13_only: ec_tls13_only, ..pkcs8(&ec) };
+        for key in [ec_key, pkcs8(&rsa)] {
+            control.send(&ToKeyholder::Key(key), &[]).expect("Key");
         }
         let ready = control.recv::<ToBroker>().expect("recv").expect("not closed");
         assert_eq!(ready.msg, ToBroker::Ready);
@@ -71,7 +82,11 @@ impl Keyholder {
 }
 
 fn pkcs8(files: &CertFiles) -> PrivateKey {
-    PrivateKey { format: KeyFormat::Pkcs8, der: KeyBytes::new(files.forms.pkcs8_der.clone()) }
+    PrivateKey {
+        format: KeyFormat::Pkcs8,
+        der: KeyBytes::new(files.forms.pkcs8_der.clone()),
+        tls13_only: false,
+    }
 }
 
 fn request(key: KeyId, scheme: u16, message: &[u8]) -> Vec<u8> {
@@ -82,6 +97,12 @@ fn request(key: KeyId, scheme: u16, message: &[u8]) -> Vec<u8> {
 
 /// Sends `datagram`; the signature if one came back, `None` if the channel was closed.
 fn ask(sock: &UnixDatagram, datagram: &[u8]) -> Option<Vec<u8>> {
+    Some(answer(sock, datagram)?.expect("a signature"))
+}
+
+/// Sends `datagram`: `None` if the channel was closed, else the answer (`Err(())` for a
+/// refusal without a signature).
+fn answer(sock: &UnixDatagram, datagram: &[u8]) -> Option<Result<Vec<u8>, ()>> {
     sock.send(datagram).ok()?;
     let mut buf = vec![0u8; keyproto::MAX_RESPONSE + 1];
     let len = sock.recv(&mut buf).expect("an answer or end of stream within the timeout");
@@ -90,7 +111,41 @@ fn ask(sock: &UnixDatagram, datagram: &[u8]) -> Option<Vec<u8>> {
     }
     let resp = Response::decode(&buf[..len]).expect("a well-formed response");
     assert_eq!(resp.id, 42);
-    Some(resp.signature.expect("a signature").to_vec())
+    Some(resp.signature.map(<[u8]>::to_vec).ok_or(()))
+}
+
+#[test]
+fn a_tls13_only_key_never_signs_a_tls12_server_key_exchange() {
+    let kh = Keyholder::start_with(0, true);
+    let sock = kh.channel();
+    assert!(ask(&sock, &request(kh.ec, P256, &samples::tls13(32))).is_some(), "TLS 1.3 signs");
+    let tls12 = request(kh.ec, P256, &samples::tls12(0x0017, 65));
+    assert_eq!(answer(&sock, &tls12), None, "a TLS 1.2 request closes the channel");
+    let other = kh.channel();
+    let rsa12 = request(kh.rsa, PKCS1_SHA256, &samples::tls12(0x0018, 97));
+    assert!(ask(&other, &rsa12).is_some(), "a key without the option still signs TLS 1.2");
+}
+
+#[test]
+fn a_channel_over_its_signature_rate_gets_refusals_and_stays_open() {
+    const RATE: u32 = 5;
+    const FLOOD: usize = 40;
+    let kh = Keyholder::start_with(RATE, false);
+    let sock = kh.channel();
+    let req = request(kh.ec, P256, &samples::tls13(32));
+    let started = std::time::Instant::now();
+    let answers: Vec<_> = (0..FLOOD).map(|_| answer(&sock, &req).expect("still open")).collect();
+    let took = started.elapsed().as_secs_f64();
+    let signed = answers.iter().filter(|a| a.is_ok()).count();
+    println!(
+        "{FLOOD} requests in {took:.3} s at {RATE}/s: {signed} signed, {} refused",
+        FLOOD - signed
+    );
+    let allowed = RATE as usize + (took * f64::from(RATE)).ceil() as usize;
+    assert!(signed >= RATE as usize, "the burst is signed: {signed}");
+    assert!(signed <= allowed, "{signed} signed, at most {allowed} allowed");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(ask(&sock, &req).is_some(), "signatures resume once the budget refills");
 }
 
 #[test]

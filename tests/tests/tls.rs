@@ -240,3 +240,26 @@ async fn get(
     let _ = resp.into_body().collect().await;
     status
 }
+
+/// `min_version = "1.3"`: a TLS 1.2 client gets no certificate (so the keyholder is never
+/// asked for a ServerKeyExchange signature), TLS 1.3 clients are served, and the
+/// refusals never look like a broken keyholder.
+#[test]
+fn a_tls13_only_app_refuses_tls12_clients_and_the_keyholder_is_never_asked() {
+    let world = TlsWorld::start(&APPS, &["tls: min_version = \"1.3\""]);
+    let keyholder = world.child(KEYHOLDER);
+    for (name, _) in APPS {
+        let host = format!("{name}.localhost");
+        for _ in 0..5 {
+            let (ok, _, err) = world.curl(&host, "/", &["--tlsv1.2", "--tls-max", "1.2"]);
+            assert!(!ok, "{host}: a TLS 1.2 handshake succeeded:\n{err}");
+        }
+        let (ok, body, err) = world.curl(&host, "/", &["--tlsv1.3"]);
+        assert!(ok && body.contains("hello over tls"), "{host} over TLS 1.3:\n{err}");
+    }
+    let status = world.bulkhead.status()["keyholder"].clone();
+    assert_eq!(status["pid"].as_u64(), Some(u64::from(keyholder)), "status: {status}");
+    assert_eq!(status["restarts"].as_u64(), Some(0), "status: {status}");
+    let log = world.bulkhead.log();
+    assert!(!log.contains("keyholder channel failed"), "{log}");
+}

@@ -27,6 +27,9 @@ use crate::keepalive;
 
 /// The slowest idle check, for very long idle timeouts.
 const MAX_IDLE_CHECK: Duration = Duration::from_secs(5);
+/// The least time between two `BackendStale` reports: every refused request notices
+/// the stale socket, and the broker counts a child's messages against a budget.
+const STALE_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the worker stopped before it was told to.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,7 @@ pub async fn run(
         tokio::spawn(close_idle_connections(Arc::clone(worker.app.upstream())));
     }
     let mut idle = IdleReport::new(worker.app.idle_timeout());
+    let mut stale_reported: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             received = control.recv::<ToWorker>() => match received? {
@@ -63,8 +67,11 @@ pub async fn run(
                 }
             }
             () = worker.app.backend_stale().notified(), if !worker.draining() => {
-                warn!(app = %worker.app.name(), "backend socket refuses or is gone; asking for a fresh worker");
-                control.send(&ToBroker::BackendStale, &[]).await?;
+                if stale_reported.is_none_or(|at| at.elapsed() >= STALE_REPORT_INTERVAL) {
+                    stale_reported = Some(tokio::time::Instant::now());
+                    warn!(app = %worker.app.name(), "backend socket refuses or is gone; asking for a fresh worker");
+                    control.send(&ToBroker::BackendStale, &[]).await?;
+                }
             }
         }
         if worker.draining() && worker.channels.is_empty() {

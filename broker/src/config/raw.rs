@@ -41,6 +41,8 @@ pub(super) struct RawTop {
     pub trusted_proxies: Vec<String>,
     /// The app whose certificate is served when SNI names no app.
     pub default_cert: Option<String>,
+    /// Keyholder signatures a second per gateway.
+    pub tls_signatures_per_second: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +86,8 @@ pub(super) struct RawApp {
 pub(super) struct RawTls {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// `"1.2"` (the default) or `"1.3"`.
+    pub min_version: Option<String>,
 }
 
 /// `hsts = true | false | "max-age=…"`.

@@ -436,3 +436,56 @@ fn client_body_timeout_defaults_to_nginx_s_and_refuses_zero() {
         assert!(problems.iter().any(|p| p.starts_with("client_body_timeout:")), "{problems:?}");
     }
 }
+
+/// An app whose backend is `fastcgi` (a TCP address).
+fn tcp_app(name: &str, fastcgi: &str) -> String {
+    app(name, &format!("{name}.localhost")).replace(&format!("unix:/run/php/{name}.sock"), fastcgi)
+}
+
+#[test]
+fn tcp_backends_on_one_port_at_different_addresses_are_refused() {
+    let fx = Fixture::new();
+    let text = format!(
+        "{LISTEN}{}{}{}",
+        tcp_app("a", "127.0.0.1:25031"),
+        tcp_app("b", "127.0.0.2:25031"),
+        tcp_app("c", "127.0.0.3:25032"),
+    );
+    let problems = fx.problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(
+            r#"app[1].fastcgi: port 25031 is also app[0] ("a")'s backend at 127.0.0.1:25031"#
+        ),
+        "{problems:?}"
+    );
+    assert!(problems[0].contains("pins TCP ports, not addresses"), "{problems:?}");
+    let shared =
+        format!("{LISTEN}{}{}", tcp_app("a", "127.0.0.1:25031"), tcp_app("b", "127.0.0.1:25031"));
+    assert!(fx.parse(&shared).is_ok(), "one pool at one address may serve two apps");
+}
+
+#[test]
+fn tls_min_version_and_signature_rate_are_checked() {
+    let fx = Fixture::new();
+    let tls = |v: &str| {
+        format!(
+            "{LISTEN}tls_signatures_per_second = 0\n{}tls = {{ cert = \"{{dir}}/cert.pem\", key = \"{{dir}}/key.pem\", min_version = \"{v}\" }}\n",
+            app("a", "a.localhost")
+        )
+    };
+    let problems = fx.problems(&tls("1.1"));
+    assert!(
+        problems.contains(&r#"app[0].tls.min_version: "1.1" is not "1.2" or "1.3""#.to_owned()),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .contains(&"tls_signatures_per_second: 0 is not a rate from 1 to 1000000".to_owned()),
+        "{problems:?}"
+    );
+    let ok = tls("1.3").replace("tls_signatures_per_second = 0", "tls_signatures_per_second = 50");
+    let config = fx.parse(&ok).expect("valid");
+    assert!(config.apps[0].tls.as_ref().is_some_and(|t| t.tls13_only));
+    assert_eq!(config.tls_signatures_per_second, 50);
+}

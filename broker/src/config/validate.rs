@@ -9,7 +9,7 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use privsep::msg::{self, AppSpec, Cidr, CodecError, ToGateway, ToWorker, WorkerInit};
+use privsep::msg::{self, AppSpec, Backend, Cidr, CodecError, ToGateway, ToWorker, WorkerInit};
 use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use zeroize::Zeroize;
@@ -48,6 +48,7 @@ struct Top {
     client_body_timeout_ms: u64,
     trusted_proxies: Vec<Cidr>,
     default_cert: Option<String>,
+    tls_signatures_per_second: u32,
 }
 
 /// The typed configuration, or `None` with the reasons in `problems`.
@@ -71,6 +72,7 @@ pub(super) fn config(
         client_body_timeout_ms,
         trusted_proxies,
         default_cert,
+        tls_signatures_per_second,
     } = top??;
     for app in &mut apps {
         app.spec.trusted_proxies.clone_from(&trusted_proxies);
@@ -86,6 +88,7 @@ pub(super) fn config(
         shutdown_timeout_ms,
         client_body_timeout_ms,
         default_cert,
+        tls_signatures_per_second,
     })
 }
 
@@ -132,6 +135,15 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         Some(text) => p.take(String::from("client_body_timeout"), positive_ms(text)),
     };
     let trusted_proxies = list(p, "trusted_proxies", &raw.trusted_proxies, |c| Cidr::parse(c));
+    let signatures = match raw.tls_signatures_per_second {
+        None => Some(msg::DEFAULT_SIGNATURES_PER_SECOND),
+        Some(n @ 1..=MAX_SIGNATURES_PER_SECOND) => Some(n),
+        Some(n) => {
+            let range = format!("1 to {MAX_SIGNATURES_PER_SECOND}");
+            p.push("tls_signatures_per_second", format!("{n} is not a rate from {range}"));
+            None
+        }
+    };
     let (listen, listen_tls) = (listen?, listen_tls?);
     distinct_listeners(&listen, &listen_tls, p).then_some(Top {
         listen,
@@ -142,6 +154,7 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         client_body_timeout_ms: client_body_timeout_ms?,
         trusted_proxies: trusted_proxies?,
         default_cert: raw.default_cert,
+        tls_signatures_per_second: signatures?,
     })
 }
 
@@ -153,6 +166,9 @@ fn positive_ms(text: &str) -> Result<u64, String> {
     }
     Ok(ms)
 }
+
+/// The highest `tls_signatures_per_second` (far above what one core can sign).
+const MAX_SIGNATURES_PER_SECOND: u32 = 1_000_000;
 
 /// Refuses an address listed twice (port 0 excepted: each gets its own port).
 fn distinct_listeners(listen: &[SocketAddr], listen_tls: &[SocketAddr], p: &mut Problems) -> bool {
@@ -184,10 +200,42 @@ fn sandbox(raw: RawSandbox, p: &mut Problems) -> Option<SandboxConfig> {
 fn apps(raw: Vec<(usize, RawApp)>, ctx: &Context<'_>, p: &mut Problems) -> Vec<App> {
     let mut registry = Registry::default();
     let mut apps = Vec::with_capacity(raw.len());
+    let mut tcp_ports = HashMap::new();
     for (i, app) in raw {
-        apps.extend(self::app(i, &app, ctx, &mut registry, p));
+        let app = self::app(i, &app, ctx, &mut registry, p);
+        if let Some(app) = &app {
+            tcp_port_unshared(i, app, &mut tcp_ports, p);
+        }
+        apps.extend(app);
     }
     apps
+}
+
+/// A TCP backend's port must not be another app's on a different address: a
+/// worker's sandbox (Landlock) allows connecting to a port, on every address, so
+/// app A's worker could reach B's php-fpm. The same address may be shared (one pool
+/// serving both apps is the operator's choice, and no separation to lose).
+fn tcp_port_unshared(
+    i: usize,
+    app: &App,
+    seen: &mut HashMap<u16, (usize, SocketAddr, String)>,
+    p: &mut Problems,
+) {
+    let Backend::Tcp(addr) = app.spec.fastcgi else { return };
+    match seen.get(&addr.port()) {
+        Some((j, other, name)) if *other != addr => p.push(
+            key(&format!("app[{i}]"), "fastcgi"),
+            format!(
+                "port {} is also app[{j}] ({name:?})'s backend at {other}: a worker's sandbox \
+                 pins TCP ports, not addresses, so each app's TCP backend needs a port of its own",
+                addr.port()
+            ),
+        ),
+        Some(_) => {}
+        None => {
+            seen.insert(addr.port(), (i, addr, app.spec.name.clone()));
+        }
+    }
 }
 
 fn app(
@@ -415,8 +463,16 @@ fn account(
 fn tls(at: &str, raw: Option<&RawTls>, p: &mut Problems) -> Option<Option<TlsFiles>> {
     let Some(raw) = raw else { return Some(None) };
     let cert = p.take(key(at, "tls.cert"), paths::readable_file(&raw.cert));
-    let key = p.take(key(at, "tls.key"), paths::readable_file(&raw.key));
-    Some(Some(TlsFiles { cert: cert?, key: key? }))
+    let key_file = p.take(key(at, "tls.key"), paths::readable_file(&raw.key));
+    let tls13_only = match raw.min_version.as_deref() {
+        None | Some("1.2") => Some(false),
+        Some("1.3") => Some(true),
+        Some(other) => {
+            p.push(key(at, "tls.min_version"), format!("{other:?} is not \"1.2\" or \"1.3\""));
+            None
+        }
+    };
+    Some(Some(TlsFiles { cert: cert?, key: key_file?, tls13_only: tls13_only? }))
 }
 
 /// `hsts` as a header value; it and `redirect_https` need `tls`.

@@ -10,7 +10,7 @@ use privsep::msg::Backend;
 use super::{SandboxMode, UidRange};
 
 /// The longest app name: one DNS label, so it can appear in unit and host names.
-const MAX_APP_NAME: usize = 63;
+pub const MAX_APP_NAME: usize = 63;
 
 /// `[a-z0-9-]+`, at most [`MAX_APP_NAME`] characters.
 pub(super) fn app_name(name: &str) -> Result<String, String> {

@@ -71,6 +71,10 @@ pub fn load(config: &Config) -> Result<TlsMaterial, TlsFileError> {
         material.certs.push(tls);
         if seen.insert(id, ()).is_none() {
             material.keys.push(key);
+        } else if key.tls13_only {
+            // A key shared by several apps refuses TLS 1.2 if any of them asks it to.
+            let held = material.keys.iter_mut().filter(|k| k.der == key.der);
+            held.for_each(|k| k.tls13_only = true);
         }
     }
     Ok(material)
@@ -83,7 +87,8 @@ fn load_app(
 ) -> Result<(AppTls, PrivateKey, KeyId), TlsFileError> {
     let name = app.spec.name.clone();
     let chain = read_chain(&name, &files.cert)?;
-    let key = read_key(&name, &files.key)?;
+    let mut key = read_key(&name, &files.key)?;
+    key.tls13_only = files.tls13_only;
     let parsed =
         keys::parse(&key).map_err(|cause| TlsFileError::Key { app: name.clone(), cause })?;
     let certified = CertifiedKey::new(chain.clone(), parsed.signer);
@@ -94,6 +99,7 @@ fn load_app(
         app: name.clone(),
         chain: chain.iter().map(|c| c.as_ref().to_vec()).collect(),
         key: parsed.kind,
+        tls13_only: files.tls13_only,
         default: default == Some(name.as_str()),
         redirect_https: app.redirect_https,
         hsts: app.hsts.clone(),
@@ -148,5 +154,5 @@ fn read_key(app: &str, path: &Path) -> Result<PrivateKey, TlsFileError> {
         PrivateKeyDer::Pkcs1(_) => KeyFormat::Pkcs1,
         _ => return Err(no_key()),
     };
-    Ok(PrivateKey { format, der: KeyBytes::new(der.secret_der().to_vec()) })
+    Ok(PrivateKey { format, der: KeyBytes::new(der.secret_der().to_vec()), tls13_only: false })
 }

@@ -71,6 +71,8 @@ fn kind_of(key: &dyn SigningKey) -> Option<KeyKind> {
 #[derive(Debug)]
 struct Held {
     kind: KeyKind,
+    /// Refuses the TLS 1.2 shape: no ServerKeyExchange signing oracle.
+    tls13_only: bool,
     signer: Arc<dyn SigningKey>,
     /// The DER as the broker sent it, zeroed when the key is dropped. The
     /// parsed key keeps its scalar in the provider's internal form; keeping
@@ -88,7 +90,12 @@ impl KeyTable {
     /// Adds a key; a key already present is replaced.
     pub fn insert(&mut self, key: PrivateKey) -> Result<KeyId, KeyError> {
         let parsed = parse(&key)?;
-        let held = Held { kind: parsed.kind, signer: parsed.signer, _der: key.der };
+        let held = Held {
+            kind: parsed.kind,
+            tls13_only: key.tls13_only,
+            signer: parsed.signer,
+            _der: key.der,
+        };
         self.keys.insert(parsed.id, held);
         Ok(parsed.id)
     }
@@ -103,10 +110,23 @@ impl KeyTable {
         self.keys.is_empty()
     }
 
+    /// Whether `req` is one this table may sign: a held key, an allowed scheme and shape.
+    pub fn check(&self, req: &Request<'_>) -> Result<(), Violation> {
+        self.held(req).map(|_| ())
+    }
+
+    fn held(&self, req: &Request<'_>) -> Result<&Held, Violation> {
+        let held = self.keys.get(&req.key).ok_or(Violation::UnknownKey)?;
+        let shape = keyproto::check(held.kind, req.scheme, req.message)?;
+        if held.tls13_only && shape == keyproto::Shape::Tls12ServerKeyExchange {
+            return Err(Violation::Tls12Refused);
+        }
+        Ok(held)
+    }
+
     /// Signs a permitted request: `Ok(None)` if the provider failed to sign.
     pub fn sign(&self, req: &Request<'_>) -> Result<Option<Vec<u8>>, Violation> {
-        let held = self.keys.get(&req.key).ok_or(Violation::UnknownKey)?;
-        keyproto::check(held.kind, req.scheme, req.message)?;
+        let held = self.held(req)?;
         let scheme = SignatureScheme::from(req.scheme);
         let signer =
             held.signer.choose_scheme(&[scheme]).ok_or(Violation::Scheme { scheme: req.scheme })?;

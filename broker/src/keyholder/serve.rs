@@ -7,10 +7,15 @@
 //! buffer bounds what waits), into a fixed buffer one byte larger than the
 //! largest valid request, so an oversize datagram is seen and refused without
 //! allocating. The first [`Violation`] closes that channel, and nothing is
-//! ever answered to a violation.
+//! ever answered to a violation. Each channel (one gateway) gets a budget of
+//! signatures a second (`tls_signatures_per_second`, bursts of as many):
+//! requests over it are answered with a failure, counted, and reported in a
+//! log line at most every [`REPORT_EVERY`], so a compromised gateway cannot
+//! use the keyholder as a signing engine at full speed.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use privsep::channel::{AsyncControlSocket, ControlSocket, Received};
@@ -22,6 +27,9 @@ use tracing::{info, warn};
 
 use super::keys::KeyTable;
 
+/// The least time between two log lines about refused signatures.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// The most signing channels served at once (one per live gateway, plus slack
 /// for a gateway being replaced).
 const MAX_CHANNELS: usize = 8;
@@ -31,13 +39,21 @@ const MAX_CHANNELS: usize = 8;
 pub struct Init {
     pub keys: u16,
     pub sandbox: Profile,
+    /// Signatures a second per channel (never 0).
+    pub signatures_per_second: u32,
 }
 
 /// Receives the broker's `Init` (blocking: no runtime exists yet).
 pub fn receive_init(control: &ControlSocket) -> anyhow::Result<Init> {
     match control.recv::<ToKeyholder>()? {
-        Some(Received { msg: ToKeyholder::Init { keys, sandbox }, .. }) => {
-            Ok(Init { keys, sandbox })
+        Some(Received {
+            msg: ToKeyholder::Init { keys, sandbox, signatures_per_second }, ..
+        }) => {
+            let signatures_per_second = match signatures_per_second {
+                0 => privsep::msg::DEFAULT_SIGNATURES_PER_SECOND,
+                n => n,
+            };
+            Ok(Init { keys, sandbox, signatures_per_second })
         }
         other => bail!("expected Init from the broker, got {other:?}"),
     }
@@ -67,8 +83,9 @@ pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
         };
         let socket = channel_socket(fd)?;
         let keys = keys.clone();
+        let rate = init.signatures_per_second;
         tokio::spawn(async move {
-            serve_channel(&socket, &keys).await;
+            serve_channel(&socket, &keys, &mut SignBudget::new(rate)).await;
             drop(permit);
         });
     }
@@ -94,17 +111,72 @@ fn channel_socket(fd: OwnedFd) -> anyhow::Result<UnixDatagram> {
     Ok(UnixDatagram::from_std(std_socket)?)
 }
 
+/// One channel's signatures: a token bucket of `rate` a second holding up to `rate`,
+/// and the count of requests refused for want of one.
+#[derive(Debug)]
+pub struct SignBudget {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+    /// Refused since the channel opened.
+    pub refused: u64,
+    reported: u64,
+    reported_at: Option<Instant>,
+}
+
+impl SignBudget {
+    pub fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self { rate, tokens: rate, at: Instant::now(), refused: 0, reported: 0, reported_at: None }
+    }
+
+    /// Takes a signature's worth at `now`; `false` (and counted) when none is left.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        self.refused += 1;
+        false
+    }
+
+    /// Logs the refusals since the last report, at most every [`REPORT_EVERY`].
+    fn report(&mut self, now: Instant, closing: bool) {
+        let due = self.reported_at.is_none_or(|at| now.duration_since(at) >= REPORT_EVERY);
+        if self.refused == self.reported || !(due || closing) {
+            return;
+        }
+        warn!(
+            refused = self.refused - self.reported,
+            refused_total = self.refused,
+            rate = self.rate,
+            "signature rate limit: refused signing requests from a gateway"
+        );
+        self.reported = self.refused;
+        self.reported_at = Some(now);
+    }
+}
+
 /// Answers requests until the gateway closes the channel or breaks the protocol.
-pub async fn serve_channel(socket: &UnixDatagram, keys: &KeyTable) {
+pub async fn serve_channel(socket: &UnixDatagram, keys: &KeyTable, budget: &mut SignBudget) {
     let mut buf = [0u8; MAX_REQUEST + 1];
     let mut out = Vec::with_capacity(privsep::keyproto::MAX_RESPONSE);
     loop {
         let len = match socket.recv(&mut buf).await {
-            Ok(0) | Err(_) => return info!("a signing channel closed"),
+            Ok(0) | Err(_) => {
+                budget.report(Instant::now(), true);
+                return info!("a signing channel closed");
+            }
             Ok(len) => len,
         };
         out.clear();
-        if let Err(violation) = answer(&buf[..len], keys, &mut out) {
+        let now = Instant::now();
+        let allowed = budget.take(now);
+        budget.report(now, false);
+        if let Err(violation) = answer(&buf[..len], keys, allowed, &mut out) {
             return warn!(%violation, "refused a signing request; closing the channel");
         }
         if socket.send(&out).await.is_err() {
@@ -113,9 +185,20 @@ pub async fn serve_channel(socket: &UnixDatagram, keys: &KeyTable) {
     }
 }
 
-/// The response to one datagram, or the violation that closes the channel.
-pub fn answer(datagram: &[u8], keys: &KeyTable, out: &mut Vec<u8>) -> Result<(), Violation> {
+/// The response to one datagram, or the violation that closes the channel. A request
+/// over the budget (`allowed` false) is checked like any other, then answered with a
+/// failure.
+pub fn answer(
+    datagram: &[u8],
+    keys: &KeyTable,
+    allowed: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), Violation> {
     let req = Request::decode(datagram)?;
+    if !allowed {
+        keys.check(&req)?;
+        return Response { id: req.id, signature: None }.encode(out);
+    }
     let signature = keys.sign(&req)?;
     if signature.is_none() {
         warn!(key = ?req.key, "the key failed to sign");

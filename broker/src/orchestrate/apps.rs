@@ -32,6 +32,9 @@ const CHANNEL_REPLACE_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a draining worker may take to finish its requests before it is killed.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long after a reload the gateway may still ask for apps by its old routes.
+const ROUTES_SETTLE: Duration = Duration::from_secs(5);
+
 /// The least time between two worker replacements for a stale backend socket.
 const RECYCLE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -45,8 +48,11 @@ pub(super) struct AppState {
     workers: BTreeMap<u64, WorkerChild>,
     crashes: CrashCounter,
     backoff: Backoff,
-    /// Too many crashes: no more restarts until the next reload.
+    /// Too many crashes: restarts only every [`supervise::BACKOFF_MAX`] (or at a reload)
+    /// until a worker is ready again.
     crash_loop: bool,
+    /// In a crash loop: when the next worker is started.
+    retry_at: Option<Instant>,
     restart_scheduled: bool,
     /// On-demand apps: a request is waiting, or workers run.
     demand: bool,
@@ -80,6 +86,7 @@ impl AppState {
             crashes: CrashCounter::default(),
             backoff: Backoff::default(),
             crash_loop: false,
+            retry_at: None,
             restart_scheduled: false,
             demand: false,
             recycled_at: None,
@@ -113,7 +120,26 @@ impl AppState {
     }
 
     fn wants_workers(&self) -> bool {
-        !self.crash_loop && (!self.app.on_demand || self.demand)
+        !self.crash_loop && self.runs_workers()
+    }
+
+    /// Whether the app should have workers now: always, or on demand while in demand.
+    fn runs_workers(&self) -> bool {
+        !self.app.on_demand || self.demand
+    }
+
+    /// Whether workers may be started now: not in a crash loop, or its retry is due.
+    fn may_start(&self) -> bool {
+        self.runs_workers()
+            && (!self.crash_loop || self.retry_at.is_some_and(|t| Instant::now() >= t))
+    }
+
+    /// Forgets a crash loop and its history: the next start is immediate.
+    fn forgive(&mut self) {
+        self.crash_loop = false;
+        self.retry_at = None;
+        self.crashes = CrashCounter::default();
+        self.backoff = Backoff::default();
     }
 
     pub fn status(&self) -> AppStatus {
@@ -127,6 +153,9 @@ impl AppState {
             generation: self.generation,
             state: state.into(),
             restarts: self.crashes.total,
+            next_attempt_ms: self
+                .retry_at
+                .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
             workers: self.workers.values().map(WorkerChild::status).collect(),
         }
     }
@@ -144,6 +173,19 @@ impl WorkerChild {
 }
 
 impl Broker {
+    /// A reload that leaves a crash-looping app unchanged still retries it at once.
+    /// Returns whether it was in a crash loop.
+    pub(super) async fn revive(&mut self, name: &str) -> bool {
+        let Some(st) = self.apps.get_mut(name) else { return false };
+        if !st.crash_loop {
+            return false;
+        }
+        info!(app = name, "reload: retrying a crash-looping app");
+        st.forgive();
+        self.top_up(name).await;
+        true
+    }
+
     /// Starts managing `app` (at start-up or when a reload adds it).
     pub(super) async fn add_app(&mut self, app: App) {
         let name = app.spec.name.clone();
@@ -161,8 +203,7 @@ impl Broker {
         st.generation += 1;
         st.app = app;
         st.profile = profile;
-        st.crash_loop = false;
-        st.crashes = CrashCounter::default();
+        st.forgive();
         self.send_route(&name).await;
         self.top_up(&name).await;
         self.retire_old(&name).await;
@@ -181,7 +222,7 @@ impl Broker {
     pub(super) async fn top_up(&mut self, name: &str) {
         let Some(st) = self.apps.get_mut(name) else { return };
         st.restart_scheduled = false;
-        if !st.wants_workers() {
+        if !st.may_start() {
             return;
         }
         let missing = (st.app.workers as usize).saturating_sub(st.active().count());
@@ -210,6 +251,12 @@ impl Broker {
             return;
         };
         w.ready = true;
+        if let Some(st) = self.apps.get_mut(name)
+            && std::mem::replace(&mut st.crash_loop, false)
+        {
+            st.retry_at = None;
+            info!(app = name, "a worker is ready again: the crash loop is over");
+        }
         self.connect(name, serial).await;
         self.retire_old(name).await;
         self.maybe_send_start().await;
@@ -286,8 +333,15 @@ impl Broker {
         }
         warn!(app = name, status, ran_ms = ran.as_millis() as u64, "worker exited unexpectedly");
         if st.crashes.record(Instant::now()) {
+            let retry = supervise::BACKOFF_MAX;
             st.crash_loop = true;
-            return error!(app = name, "worker crash loop: not restarting until the next reload");
+            st.retry_at = Some(Instant::now() + retry);
+            error!(
+                app = name,
+                retry_in_s = retry.as_secs(),
+                "worker crash loop: retrying at the longest backoff (a reload retries at once)"
+            );
+            return self.schedule_restart(name, retry);
         }
         let delay = st.backoff.next(ran);
         self.schedule_restart(name, delay);
@@ -301,13 +355,30 @@ impl Broker {
         self.later(delay, Event::RestartWorkers { app: name.into() });
     }
 
+    /// Starts an on-demand app's workers. The gateway asks only for apps its routes
+    /// mark on-demand, so a request for any other app is a violation that stops it,
+    /// unless a reload just changed the routes it may still be acting on.
     pub(super) async fn on_need_channel(&mut self, name: &str) {
-        let Some(st) = self.apps.get_mut(name) else {
-            return warn!(app = name, "gateway asked for a channel to an unknown app");
-        };
-        if !st.app.on_demand {
+        if self.gateway.as_ref().is_none_or(|gw| gw.killed) {
             return;
         }
+        let on_demand = self.apps.get(name).map(|st| st.app.on_demand);
+        if on_demand != Some(true) {
+            if self.reloaded_at.is_some_and(|t| t.elapsed() < ROUTES_SETTLE) {
+                return;
+            }
+            error!(
+                app = name,
+                known = on_demand.is_some(),
+                "protocol violation: the gateway asked for a channel to an app that is not on demand; killing the gateway"
+            );
+            if let Some(gw) = &mut self.gateway {
+                gw.killed = true;
+                gw.control.kill();
+            }
+            return;
+        }
+        let Some(st) = self.apps.get_mut(name) else { return };
         if !st.demand {
             info!(app = name, "starting on demand");
         }
@@ -321,7 +392,10 @@ impl Broker {
     /// restart instead (its new channel comes with `Ready`).
     pub(super) async fn on_channel_lost(&mut self, name: &str, generation: u64) {
         let Some(st) = self.apps.get_mut(name) else {
-            return warn!(app = name, "gateway reported a lost channel of an unknown app");
+            return tracing::debug!(
+                app = name,
+                "gateway reported a lost channel of an unknown app"
+            );
         };
         let recent = st.channel_replaced_at.is_some_and(|t| t.elapsed() < CHANNEL_REPLACE_INTERVAL);
         if generation != st.generation || recent {

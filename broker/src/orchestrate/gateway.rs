@@ -24,6 +24,8 @@ pub(super) struct GatewayChild {
     pub control: Control,
     /// `Start` has been sent.
     started: bool,
+    /// Killed for a protocol violation: what it still had queued is ignored.
+    pub killed: bool,
 }
 
 impl GatewayChild {
@@ -46,7 +48,8 @@ impl Broker {
             }
         };
         let init = self.init_gateway(&control).await;
-        self.gateway = Some(GatewayChild { serial, control: control.clone(), started: false });
+        self.gateway =
+            Some(GatewayChild { serial, control: control.clone(), started: false, killed: false });
         if let Err(e) = init {
             // Its exit, reported by the watcher, schedules the next attempt.
             error!(cause = %e, "cannot initialise the gateway");

@@ -123,6 +123,7 @@ impl Broker {
         let init = ToKeyholder::Init {
             keys: u16::try_from(keys.len())?,
             sandbox: profiles::keyholder(&self.config),
+            signatures_per_second: self.config.tls_signatures_per_second,
         };
         control.send(&init, &[]).await?;
         for key in keys {

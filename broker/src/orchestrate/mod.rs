@@ -100,6 +100,8 @@ pub struct Broker {
     apps: BTreeMap<String, apps::AppState>,
     /// `bulkhead reload` callers waiting for the new workers to be ready.
     reload_waiters: Vec<reload::Waiter>,
+    /// When the last reload was applied (routes the gateway knows may lag behind).
+    reloaded_at: Option<std::time::Instant>,
     tls: keyholder::TlsState,
 }
 
@@ -123,6 +125,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         gateway_restarts: 0,
         start_without_waiting: false,
         reload_waiters: Vec::new(),
+        reloaded_at: None,
         tls,
     };
     broker.start().await;

@@ -100,6 +100,7 @@ impl Broker {
         if new.listen != self.config.listen || new.listen_tls != self.config.listen_tls {
             warn!("listener changes take effect only after a restart");
         }
+        self.reloaded_at = Some(std::time::Instant::now());
         let mut summary = self.apply(new).await;
         if self.apply_tls(tls).await {
             summary.push_str(", certificates reloaded");
@@ -117,7 +118,7 @@ impl Broker {
             self.apps.keys().filter(|n| !names.contains(*n)).cloned().collect();
         new.apps.clone_from(&apps);
         self.config = new;
-        let (mut added, mut changed) = (0, 0);
+        let (mut added, mut changed, mut revived) = (0, 0, 0);
         for name in &removed {
             self.remove_app(name).await;
         }
@@ -131,9 +132,17 @@ impl Broker {
                     changed += 1;
                     self.change_app(app).await;
                 }
-                Some(_) => {}
+                Some(_) => {
+                    if self.revive(&app.spec.name).await {
+                        revived += 1;
+                    }
+                }
             }
         }
-        format!("{added} added, {changed} changed, {} removed", removed.len())
+        let mut summary = format!("{added} added, {changed} changed, {} removed", removed.len());
+        if revived > 0 {
+            summary.push_str(&format!(", {revived} retried after a crash loop"));
+        }
+        summary
     }
 }

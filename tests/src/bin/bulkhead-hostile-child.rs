@@ -8,6 +8,11 @@
 //! waits to be killed, and
 //! exits 1 by itself if the broker lets it live, so the broker sees every attempt end.
 //! What it did is appended to `STATE_DIR/log`.
+//!
+//! `bulkhead-hostile-child STATE_DIR ATTACK [APP]` makes one named attack instead; the
+//! gateway's: `long-names` (20,000 `NeedChannel`s naming a 60 KiB app) and
+//! `need-channel-flood` (20,000 naming `APP`). Each stops at the first refused send
+//! and says how many messages got through.
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +27,10 @@ use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 const CONTROL_FD: i32 = 3;
 /// Messages in the flood.
 const FLOOD: usize = 10_000;
+/// Channel requests in a hostile gateway's flood.
+const GATEWAY_FLOOD: usize = 20_000;
+/// An app name that fills most of the largest control message.
+const LONG_NAME: usize = 60 * 1000;
 /// More than the broker's largest control message.
 const OVERSIZED: usize = 70 * 1024;
 /// How long to wait for the broker's verdict before leaving on its own.
@@ -37,17 +46,22 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let attempt = next_attempt(&dir);
-    let attack = ATTACKS[attempt % ATTACKS.len()];
-    let outcome = run(attack);
+    let named = std::env::args().nth(2);
+    let app = std::env::args().nth(3).unwrap_or_default();
+    let attack = named.as_deref().unwrap_or(ATTACKS[attempt % ATTACKS.len()]);
+    note(&dir, &format!("attempt {attempt}: {attack}: started"));
+    let outcome = run(attack, &app);
     note(&dir, &format!("attempt {attempt}: {attack}: {outcome}"));
     std::thread::sleep(WAIT_FOR_KILL);
     note(&dir, &format!("attempt {attempt}: still alive after {WAIT_FOR_KILL:?}"));
     ExitCode::FAILURE
 }
 
-fn run(attack: &str) -> String {
+fn run(attack: &str, app: &str) -> String {
     let sent = match attack {
         "flood" => flood(),
+        "long-names" => need_channels(&"x".repeat(LONG_NAME)),
+        "need-channel-flood" => need_channels(app),
         "unknown" => send(br#""Shutdown""#),
         "oversized" => send(&vec![b' '; OVERSIZED]),
         "garbage" => send(&pseudo_random(512)),
@@ -69,6 +83,17 @@ fn flood() -> std::io::Result<usize> {
     }
     send(br#""Ready""#)?;
     Ok(FLOOD + 2)
+}
+
+/// [`GATEWAY_FLOOD`] `NeedChannel`s for `app`; stops at the first refused send.
+fn need_channels(app: &str) -> std::io::Result<usize> {
+    let msg = format!(r#"{{"NeedChannel":{{"app":"{app}"}}}}"#);
+    for sent in 0..GATEWAY_FLOOD {
+        if let Err(e) = send(msg.as_bytes()) {
+            return Err(std::io::Error::other(format!("after {sent} messages: {e}")));
+        }
+    }
+    Ok(GATEWAY_FLOOD)
 }
 
 fn send(bytes: &[u8]) -> std::io::Result<usize> {
