@@ -120,7 +120,11 @@ async fn apply(state: &State, r: Received<ToGateway>) -> anyhow::Result<()> {
         }
         ToGateway::Channel { app, generation } => {
             let fd = r.fds.into_iter().next().context("Channel without its descriptor")?;
-            state.channels.add(&app, generation, fd).await.context("starting a worker channel")?;
+            // A worker that died since the broker made the channel costs that channel
+            // only: the broker replaces it; the gateway and its other apps go on.
+            if let Err(e) = state.channels.add(&app, generation, fd).await {
+                warn!(app = %app, cause = %e, "cannot start a worker channel");
+            }
         }
         ToGateway::Retire { app, below } => state.channels.retire(&app, below),
         ToGateway::Tls(app_tls) => {

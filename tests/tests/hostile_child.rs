@@ -64,6 +64,10 @@ fn garbage_on_the_control_socket_never_hurts_the_broker_or_other_apps() {
         assert!(log.contains(reason), "no log line about {reason:?}:\n{log}");
     }
     assert!(stack.bulkhead.has_app("victim"), "status still answers");
+    // A channel to an attacker that died before the gateway took it up is the attacker's
+    // loss only: the gateway must not exit over it.
+    let gateway = stack.bulkhead.status()["gateway"].clone();
+    assert_eq!(gateway["restarts"].as_u64(), Some(0), "the gateway restarted: {gateway}\n{log}");
 }
 
 #[test]
