@@ -56,7 +56,16 @@ pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
     wait_for_start(&ctl, &state).await?;
     let (stop_tx, stop) = watch::channel(false);
     let (alive, mut all_done) = mpsc::channel(1);
-    let serving = Serving { builder: server::builder(init.limits.max_header_bytes), stop, alive };
+    let serving = Serving {
+        builder: server::builder(init.limits.max_header_bytes),
+        stop,
+        alive,
+        limits: crate::limits::ConnLimits::new(
+            crate::limits::MAX_CONNECTIONS,
+            crate::limits::MAX_CONNECTIONS_PER_CLIENT,
+        ),
+        timeouts: crate::limits::DEFAULT_TIMEOUTS,
+    };
     for fd in init.listeners {
         tokio::spawn(server::serve(tcp_listener(fd)?, state.clone(), serving.clone(), None));
     }

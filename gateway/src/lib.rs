@@ -20,6 +20,7 @@
 pub mod body;
 pub mod channels;
 pub mod control;
+pub mod limits;
 pub mod proxy;
 pub mod routes;
 pub mod server;

@@ -5,7 +5,9 @@
 //! hyper-util's auto connection. Header sizes and the header read time are
 //! bounded here; everything about a request's meaning is [`crate::proxy`]'s.
 //! On shutdown the accept loops stop and every connection finishes its
-//! in-flight requests (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`).
+//! in-flight requests (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`); an idle
+//! connection is closed at once. Connection limits and timeouts are
+//! [`crate::limits`]'s: a connection over a limit is closed unread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +22,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::State;
+use crate::limits::{self, ConnLimits, Timeouts, Watched};
 use crate::proxy::{self, ConnInfo};
 
-/// How long a client may take to send a request head (slowloris bound).
+/// How long a client may take to send a request head once it began (slowloris bound);
+/// the whole wait for a first request is `client_header_timeout`.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client may take to complete a TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (for example EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -37,6 +39,9 @@ pub struct Serving {
     pub stop: watch::Receiver<bool>,
     /// Held by every loop and connection; the receiver sees `None` once all are done.
     pub alive: mpsc::Sender<()>,
+    /// Open connections, in total and per client address.
+    pub limits: Arc<ConnLimits>,
+    pub timeouts: Timeouts,
 }
 
 /// The shared connection builder, configured once.
@@ -67,15 +72,20 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(permit) = serving.limits.admit(peer.ip()) else { continue };
                 let Ok(local) = stream.local_addr() else { continue };
                 let _ = stream.set_nodelay(true);
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 let info = ConnInfo { peer, local, scheme };
                 let (state, serving) = (state.clone(), serving.clone());
-                match &tls {
-                    None => tokio::spawn(serve_conn(stream, info, state, serving)),
-                    Some(tls) => tokio::spawn(serve_tls(tls.clone(), stream, info, state, serving)),
-                };
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve_conn(stream, info, state, serving).await,
+                        Some(tls) => serve_tls(tls, stream, info, state, serving).await,
+                    }
+                    drop(permit);
+                });
             }
             Err(e) => {
                 warn!(cause = %e, "accept failed");
@@ -93,7 +103,7 @@ async fn serve_tls(
     state: Arc<State>,
     serving: Serving,
 ) {
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+    match tokio::time::timeout(serving.timeouts.header, tls.accept(stream)).await {
         Ok(Ok(stream)) => serve_conn(stream, info, state, serving).await,
         Ok(Err(e)) => debug!(peer = %info.peer, cause = %e, "TLS handshake failed"),
         Err(_) => debug!(peer = %info.peer, "TLS handshake timed out"),
@@ -104,14 +114,36 @@ async fn serve_conn<S>(stream: S, info: ConnInfo, state: Arc<State>, mut serving
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| proxy::handle(state.clone(), info, req));
+    let activity = limits::Activity::new();
+    let seen = Arc::clone(&activity);
+    let svc = service_fn(move |req| {
+        let (state, guard) = (state.clone(), seen.request());
+        async move {
+            let resp = proxy::handle(state, info, req).await;
+            resp.map(|resp| resp.map(|body| limits::Counted::new(body, guard)))
+        }
+    });
+    let stream = Watched::new(stream, Arc::clone(&activity));
     let conn = serving.builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
+    let watchdog = limits::watchdog(Arc::clone(&activity), serving.timeouts);
+    tokio::pin!(watchdog);
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        expired = watchdog.as_mut() => {
+            return debug!(peer = %info.peer, ?expired, "client connection timed out; closing it");
+        }
         () = stopped(&mut serving.stop) => {
+            if activity.idle() {
+                return;
+            }
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                result = conn.as_mut() => result,
+                expired = watchdog.as_mut() => {
+                    return debug!(peer = %info.peer, ?expired, "client connection timed out while draining");
+                }
+            }
         }
     };
     if let Err(e) = result {
