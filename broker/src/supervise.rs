@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use privsep::channel::{AsyncControlSocket, ChannelError, ControlSocket, Received};
@@ -69,6 +70,9 @@ pub struct Control {
     socket: Arc<AsyncControlSocket>,
     /// Wakes the watcher to kill the child (by handle, never by a pid that may be reused).
     kill: Arc<Notify>,
+    /// Set once the child is to die (a violation or [`Control::kill`]): its further
+    /// messages are not read, and nothing more is logged about them.
+    condemned: Arc<AtomicBool>,
     pub pid: Option<u32>,
 }
 
@@ -87,7 +91,13 @@ impl Control {
 
     /// Kills the child (SIGKILL); its watcher then reports the exit.
     pub fn kill(&self) {
+        self.condemned.store(true, Ordering::Relaxed);
         self.kill.notify_one();
+    }
+
+    /// Whether the child has been condemned to die, by a violation or [`Control::kill`].
+    pub fn is_condemned(&self) -> bool {
+        self.condemned.load(Ordering::Relaxed)
     }
 }
 
@@ -115,7 +125,12 @@ pub fn start(
     let child = privsep::spawn::spawn_child(&bin_dir.join(program), &[], &env, theirs.as_fd())?;
     drop(theirs);
     let socket = Arc::new(ours.into_async()?);
-    let control = Control { socket, kill: Arc::new(Notify::new()), pid: child.id() };
+    let control = Control {
+        socket,
+        kill: Arc::new(Notify::new()),
+        condemned: Arc::new(AtomicBool::new(false)),
+        pid: child.id(),
+    };
     tokio::spawn(watch(id, child, control.clone(), events));
     Ok(control)
 }
@@ -128,9 +143,13 @@ async fn watch(id: ChildId, mut child: Child, control: Control, events: Unbounde
     let mut budget = Budget::new(MESSAGES_PER_SECOND, MESSAGE_BURST);
     let status = loop {
         tokio::select! {
+            biased;
             status = child.wait() => break status,
-            () = control.kill.notified() => { let _ = child.start_kill(); }
-            msg = control.socket.recv::<ToBroker>(), if open => {
+            () = control.kill.notified() => {
+                open = false;
+                let _ = child.start_kill();
+            }
+            msg = control.socket.recv::<ToBroker>(), if open && !control.is_condemned() => {
                 let checked = budget
                     .spend(Instant::now())
                     .and_then(|()| allowed(&id, msg))
@@ -140,6 +159,7 @@ async fn watch(id: ChildId, mut child: Child, control: Control, events: Unbounde
                     Ok(None) => open = false,
                     Err(reason) => {
                         warn!(child = %id, %reason, "protocol violation on the control socket; killing the child");
+                        control.condemned.store(true, Ordering::Relaxed);
                         open = false;
                         let _ = child.start_kill();
                     }

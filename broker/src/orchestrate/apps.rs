@@ -359,7 +359,7 @@ impl Broker {
     /// mark on-demand, so a request for any other app is a violation that stops it,
     /// unless a reload just changed the routes it may still be acting on.
     pub(super) async fn on_need_channel(&mut self, name: &str) {
-        if self.gateway.as_ref().is_none_or(|gw| gw.killed) {
+        if self.gateway.as_ref().is_none_or(|gw| gw.killed || gw.control.is_condemned()) {
             return;
         }
         let on_demand = self.apps.get(name).map(|st| st.app.on_demand);
