@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML file, validated in full with key paths.
 //! - [`keyholder`]: the `bulkhead-keyholder` process, and the broker's reading of TLS files.
 //! - [`supervise`]: starting, watching and restarting one child.
+//! - [`child_log`]: each child's stdout and stderr, logged as the child's.
 //! - [`profiles`]: each child's sandbox profile, from the config.
 //! - [`listeners`]: the listening sockets, bound once or socket-activated.
 //! - [`orchestrate`]: the event loop that starts, connects, restarts, reloads and stops children.
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod child_log;
 pub mod commands;
 pub mod config;
 pub mod keyholder;

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
+use crate::child_log;
 use crate::config::MAX_APP_NAME;
 use crate::orchestrate::Event;
 
@@ -122,7 +123,8 @@ pub fn start(
         ChildId::Worker { app, .. } => format!("worker[{app}]"),
     };
     let env = [("RUST_LOG", log.as_str()), ("BULKHEAD_ROLE", role.as_str())];
-    let child = privsep::spawn::spawn_child(&bin_dir.join(program), &[], &env, theirs.as_fd())?;
+    let mut child = privsep::spawn::spawn_child(&bin_dir.join(program), &[], &env, theirs.as_fd())?;
+    child_log::forward(&role, &mut child);
     drop(theirs);
     let socket = Arc::new(ours.into_async()?);
     let control = Control {

@@ -1,8 +1,9 @@
 //! The one log setup every Bulkhead binary uses: structured lines on stderr.
 //!
-//! Children inherit the broker's stderr, so one stream carries every
-//! process's log. The filter comes from `RUST_LOG` (default `info`); colours
-//! only when stderr is a terminal.
+//! A child's stderr is a pipe the broker reads and logs line by line, marked
+//! as that child's, so the broker's stderr carries every process's log. The
+//! filter comes from `RUST_LOG` (default `info`); colours only when stderr is
+//! a terminal and `NO_COLOR` is unset.
 
 use std::io::IsTerminal;
 
@@ -14,6 +15,6 @@ pub fn init() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
 }

@@ -4,6 +4,7 @@
 //! [`Bulkhead::start`] returns only once the gateway answers HTTP on the first `listen`
 //! address. Dropping the handle stops the broker (SIGTERM, then SIGKILL) and kills any of
 //! its children that outlive it; if the test is panicking, the broker's stderr is printed.
+//! With [`Launch::terminal`] the broker runs on a pseudo-terminal, as in an operator's shell.
 
 use crate::binaries;
 use crate::config::first_listen;
@@ -13,6 +14,7 @@ use crate::read_log;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid as NixPid;
 use std::fs::File;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ pub struct Bulkhead {
     /// Every descendant ever observed, so that drop can kill those that outlive the broker.
     seen: Mutex<Vec<Pid>>,
     exited: Option<ExitStatus>,
+    /// The pseudo-terminal's master side, when the broker runs on one.
+    terminal: Option<File>,
 }
 
 impl Bulkhead {
@@ -78,23 +82,33 @@ impl Bulkhead {
         let config = write_config(dir.path(), &config_toml);
         let log = File::create(dir.path().join("bulkhead.log")).expect("creating bulkhead.log");
         let broker = launch.broker.clone().unwrap_or_else(binaries::broker);
-        let mut command = match &launch.wrapper {
+        let (program, mut args) = match &launch.wrapper {
             Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(broker);
-                command
+                let mut args: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+                args.push(broker);
+                (program.clone(), args)
             }
-            None => Command::new(broker),
+            None => (broker, Vec::new()),
         };
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("duplicating the log handle"))
-            .stderr(log)
-            .process_group(0);
+        if launch.terminal {
+            // A session of its own whose controlling terminal is its stdin.
+            args.insert(0, program.clone());
+            args.insert(0, "--ctty".into());
+        }
+        let program = if launch.terminal { PathBuf::from("/usr/bin/setsid") } else { program };
+        let mut command = Command::new(program);
+        command.args(args);
+        command.arg("run").arg("--config").arg(&config).envs(env.iter().copied());
+        let terminal = if launch.terminal {
+            Some(on_a_terminal(&mut command, log))
+        } else {
+            command
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("duplicating the log handle"))
+                .stderr(log)
+                .process_group(0);
+            None
+        };
         // The log goes to a file that is printed on failure: no colour escapes.
         command.env("NO_COLOR", "1");
         if std::env::var_os("RUST_BACKTRACE").is_none() {
@@ -107,7 +121,17 @@ impl Bulkhead {
             addr: launch.addr.unwrap_or_else(|| first_listen(&config_toml)),
             seen: Mutex::new(Vec::new()),
             exited: None,
+            terminal,
         }
+    }
+
+    /// Types `text` on the broker's terminal, as an operator would.
+    ///
+    /// # Panics
+    /// If the broker was not started with [`Launch::terminal`].
+    pub fn type_on_terminal(&self, text: &str) {
+        let mut terminal = self.terminal.as_ref().expect("the broker runs on no terminal");
+        terminal.write_all(text.as_bytes()).expect("typing on the terminal");
     }
 
     /// The first listen address.
@@ -230,6 +254,29 @@ pub struct Launch {
     pub wrapper: Option<(PathBuf, Vec<String>)>,
     /// Where the gateway answers, when not at the config's first `listen` address.
     pub addr: Option<SocketAddr>,
+    /// Run the broker on a pseudo-terminal (fds 0–2, and its controlling terminal, in a
+    /// session of its own), as from an operator's shell; what it prints is copied to the log.
+    pub terminal: bool,
+}
+
+/// Gives `command` a new pseudo-terminal in raw mode as fds 0–2 (`setsid --ctty` makes
+/// it the controlling terminal); returns the master side, whose output a thread copies to `log` until the last slave closes.
+fn on_a_terminal(command: &mut Command, mut log: File) -> File {
+    use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+    let pty = nix::pty::openpty(None, None).expect("opening a pseudo-terminal");
+    let mut attrs = tcgetattr(&pty.slave).expect("reading the terminal's modes");
+    cfmakeraw(&mut attrs);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &attrs).expect("setting raw mode");
+    let slave = File::from(pty.slave);
+    let dup = |file: &File| Stdio::from(file.try_clone().expect("duplicating the terminal"));
+    command.stdin(dup(&slave)).stdout(dup(&slave)).stderr(Stdio::from(slave));
+    let master = File::from(pty.master);
+    let mut output = master.try_clone().expect("duplicating the terminal");
+    std::thread::spawn(move || {
+        // EIO once every slave is closed ends the copy.
+        let _ = std::io::copy(&mut output, &mut log);
+    });
+    master
 }
 
 /// `config_toml` with `control_socket` pointing into `dir`, unless it already names one.
