@@ -124,14 +124,15 @@ fn an_app_mounted_under_a_prefix_shares_a_host_with_another() {
 
 #[test]
 fn forwarded_for_is_believed_only_from_trusted_proxies() {
-    let forwarded = |stack: &Stack| {
+    let forwarded_as = |stack: &Stack, xff: &str| {
         let client = stack.client(Proto::Http1);
         let request = client
             .request(reqwest::Method::GET, "alpha.localhost", "/info.php")
-            .header("x-forwarded-for", "198.51.100.1, 203.0.113.5")
+            .header("x-forwarded-for", xff)
             .header("x-forwarded-proto", "https");
         client.send(request).expect("a reply").json()
     };
+    let forwarded = |stack: &Stack| forwarded_as(stack, "198.51.100.1, 203.0.113.5");
     let untrusted = Stack::start(&[front_app("alpha")]);
     let json = forwarded(&untrusted);
     assert_eq!(json["REMOTE_ADDR"], "127.0.0.1", "{json}");
@@ -149,4 +150,14 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
         (Some("on"), Some("https"))
     );
     assert_eq!(json["HTTP_X_FORWARDED_FOR"], "198.51.100.1, 203.0.113.5", "{json}");
+    // Hops as real load balancers write them; garbage left of the client changes nothing.
+    for (xff, client) in [
+        ("unknown, 198.51.100.7", "198.51.100.7"),
+        ("198.51.100.7:4711", "198.51.100.7"),
+        ("[2001:db8::7]:4711, 10.0.0.1", "2001:db8::7"),
+        ("203.0.113.5, 198.51.100.7, unknown", "127.0.0.1"),
+    ] {
+        let json = forwarded_as(&trusted, xff);
+        assert_eq!(json["REMOTE_ADDR"], client, "X-Forwarded-For: {xff}: {json}");
+    }
 }

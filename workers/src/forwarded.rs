@@ -65,17 +65,53 @@ fn is_trusted(trusted: &[Cidr], ip: IpAddr) -> bool {
     trusted.iter().any(|cidr| cidr.contains(ip))
 }
 
-/// The rightmost untrusted address of all `X-Forwarded-For` headers; the leftmost if
-/// every one is trusted; `None` if there is none or one does not parse.
+/// The client address in all `X-Forwarded-For` headers, as nginx's realip module with
+/// `real_ip_recursive on` finds it: hops are walked from the right, every trusted one
+/// is skipped, and the first untrusted hop is the client. A hop that does not parse
+/// (`unknown`, `_hidden`, garbage) ends the walk at the last address that did, so
+/// garbage left of the client's own hop changes nothing and garbage right of it (which
+/// only a trusted proxy could have written) never makes an address up. `None` when the
+/// rightmost hop does not parse or there is no header.
 fn forwarded_for(trusted: &[Cidr], headers: &HeaderMap) -> Option<IpAddr> {
-    let mut hops = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        for hop in value.to_str().ok()?.split(',') {
-            hops.push(hop.trim().parse::<IpAddr>().ok()?);
+    let values: Vec<&[u8]> =
+        headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect();
+    let mut found = None;
+    for hop in values.iter().rev().flat_map(|value| value.rsplit(|&b| b == b',')) {
+        let Some(addr) = parse_hop(hop) else { break };
+        found = Some(addr);
+        if !is_trusted(trusted, addr) {
+            break;
         }
     }
-    let untrusted = hops.iter().rev().find(|ip| !is_trusted(trusted, **ip));
-    untrusted.or(hops.first()).copied()
+    found
+}
+
+/// One `X-Forwarded-For` hop as proxies write it: `192.0.2.7`, `2001:db8::1`,
+/// `[2001:db8::1]`, with a port (`192.0.2.7:4711`, `[2001:db8::1]:4711`), quoted, with
+/// spaces or tabs around; an IPv4-mapped IPv6 address is its IPv4 address.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim_matches([' ', '\t']);
+    let hop = hop.strip_prefix('"').and_then(|h| h.strip_suffix('"')).unwrap_or(hop);
+    let addr = if let Some(bracketed) = hop.strip_prefix('[') {
+        let (ip, rest) = bracketed.split_once(']')?;
+        if !(rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        IpAddr::V6(ip.parse().ok()?)
+    } else if let Ok(ip) = hop.parse::<IpAddr>() {
+        ip
+    } else {
+        let (ip, port) = hop.split_once(':')?;
+        if !is_port(port) {
+            return None;
+        }
+        IpAddr::V4(ip.parse().ok()?)
+    };
+    Some(addr.to_canonical())
+}
+
+fn is_port(port: &str) -> bool {
+    port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
 }
 
 fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -132,6 +168,42 @@ mod tests {
             view,
             ClientView { addr: "203.0.113.9".parse().expect("ip"), port: None, https: true }
         );
+    }
+
+    fn client_of(xff: &[&[u8]]) -> IpAddr {
+        let mut h = HeaderMap::new();
+        for value in xff {
+            h.append("x-forwarded-for", HeaderValue::from_bytes(value).expect("value"));
+        }
+        client(&trusted(), &meta("127.0.0.1:4000"), &h).addr
+    }
+
+    #[test]
+    fn hops_as_load_balancers_write_them() {
+        let cases: &[(&[&[u8]], &str)] = &[
+            (&[b"unknown, 198.51.100.7"], "198.51.100.7"),
+            (&[b"_hidden, 198.51.100.7"], "198.51.100.7"),
+            (&[b"\xff\xfe, 198.51.100.7"], "198.51.100.7"),
+            (&[b"198.51.100.7:4711"], "198.51.100.7"),
+            (&[b"[2001:db8::7]:4711, 10.0.0.1"], "2001:db8::7"),
+            (&[b"[2001:db8::7]"], "2001:db8::7"),
+            (&[b"2001:db8::7"], "2001:db8::7"),
+            (&[b"\"198.51.100.7\""], "198.51.100.7"),
+            (&[b"\t198.51.100.7 ,\t10.0.0.2 "], "198.51.100.7"),
+            (&[b"::ffff:198.51.100.7"], "198.51.100.7"),
+            (&[b"6.6.6.6", b"198.51.100.7, 10.0.0.9"], "198.51.100.7"),
+            (&[b"198.51.100.7,,10.0.0.9"], "10.0.0.9"),
+            (&[b"1.2.3.4, garbage, 10.0.0.9"], "10.0.0.9"),
+            (&[b"198.51.100.7, unknown"], "127.0.0.1"),
+            (&[b"198.51.100.7:99999"], "127.0.0.1"),
+            (&[b"[2001:db8::7]x"], "127.0.0.1"),
+            (&[b"198.51.100"], "127.0.0.1"),
+            (&[b""], "127.0.0.1"),
+        ];
+        for (xff, want) in cases {
+            let got = client_of(xff);
+            assert_eq!(got, want.parse::<IpAddr>().expect("ip"), "X-Forwarded-For {xff:?}");
+        }
     }
 
     #[test]
