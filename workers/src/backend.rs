@@ -370,6 +370,11 @@ impl Round<'_> {
         )
     }
 
+    /// Whether the response to this request never has a body (HEAD).
+    fn bodyless(&self) -> bool {
+        self.params.get("REQUEST_METHOD").is_some_and(|m| m == "HEAD")
+    }
+
     fn request(&self) -> Result<Request<'_, TokioCompat<BodyReader>>, BackendError> {
         let body = self.body.reader().map_err(BackendError::Body)?;
         Ok(Request::new_tokio(params(self.params), body))
@@ -386,7 +391,7 @@ impl Round<'_> {
         let exchange = Client::new_tokio(guard).execute_once_stream(self.request()?);
         let mut stream =
             timeout(self.wait, exchange).await.map_err(|_| BackendError::Timeout)??;
-        respond(&mut stream, &progress, self.wait, reply, stderr).await
+        respond(&mut stream, &progress, self.wait, self.bodyless(), reply, stderr).await
     }
 
     /// Keep-alive mode: a complete exchange puts the connection back in the pool; a
@@ -404,7 +409,8 @@ impl Round<'_> {
                 let exchange = kept.client.execute_stream(self.request()?);
                 let mut stream =
                     timeout(self.wait, exchange).await.map_err(|_| BackendError::Timeout)??;
-                respond(&mut stream, &kept.progress, self.wait, reply, stderr).await
+                respond(&mut stream, &kept.progress, self.wait, self.bodyless(), reply, stderr)
+                    .await
             }
             .await;
             match result {
@@ -434,10 +440,18 @@ fn params(map: &ParamMap) -> Params<'_> {
 
 /// Reads the head and hands it over, then streams the body. An error is returned
 /// only while the head has not been handed over; later ones end the body.
+///
+/// A body is held to the script's `Content-Length`, as nginx does: bytes past it are
+/// read and dropped (the response the client gets is the declared one), and a body
+/// that ends short ends the response with an error, so the client sees it cut (the
+/// connection closed, or the stream reset), never a shorter body passed off as whole.
+/// Both are logged with the app's name. `bodyless` (HEAD) responses have no body to
+/// hold.
 async fn respond<S>(
     stream: &mut S,
     progress: &Progress,
     wait: Duration,
+    bodyless: bool,
     reply: &mut Reply,
     stderr: &mut StderrLog<'_>,
 ) -> Result<Finish, BackendError>
@@ -445,13 +459,30 @@ where
     S: Stream<Item = Item> + Unpin,
 {
     let (head, rest) = read_head(stream, wait, progress, stderr).await?;
+    let mut length = match bodyless || !may_have_body(head.status) {
+        true => Length::default(),
+        false => Length::declared(&head.headers),
+    };
     let Some(head_tx) = reply.head.take() else {
         return Ok(Finish::Abandoned);
     };
     if head_tx.send(Ok(head)).is_err() {
         return Ok(Finish::Abandoned);
     }
-    match pump(stream, rest, wait, progress, stderr, &reply.body).await {
+    let outcome = pump(stream, rest, wait, progress, stderr, &mut length, &reply.body).await;
+    if let Some(declared) = length.declared
+        && length.dropped > 0
+    {
+        warn!(app = %stderr.app, declared, dropped = length.dropped, "the script sent more than its Content-Length; the rest was dropped");
+    }
+    match outcome {
+        Ok(Finish::Complete) if length.short() => {
+            let (sent, declared) = (length.sent, length.declared.unwrap_or_default());
+            warn!(app = %stderr.app, declared, sent, "the script sent less than its Content-Length; the response is cut");
+            let why = format!("the script sent {sent} of its Content-Length {declared} bytes");
+            let _ = reply.body.send(Chunk::Fail(why)).await;
+            Ok(Finish::Complete)
+        }
         Ok(Finish::Complete) => {
             let _ = reply.body.send(Chunk::End).await;
             Ok(Finish::Complete)
@@ -507,12 +538,60 @@ where
     }
 }
 
+/// Whether a response with `status` can carry a body at all (RFC 9110 §6.4.1).
+fn may_have_body(status: http::StatusCode) -> bool {
+    !(status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED)
+}
+
+/// A response body held to the script's `Content-Length`.
+#[derive(Debug, Default)]
+struct Length {
+    /// The declared length, if any (an unparsable one was refused with the head).
+    declared: Option<u64>,
+    /// Body bytes passed on.
+    sent: u64,
+    /// Body bytes past the declared length, read and dropped.
+    dropped: u64,
+}
+
+impl Length {
+    fn declared(headers: &http::HeaderMap) -> Self {
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        Self { declared, ..Self::default() }
+    }
+
+    /// The part of `bytes` within the declared length.
+    fn admit(&mut self, mut bytes: Bytes) -> Bytes {
+        if let Some(declared) = self.declared {
+            let room = declared.saturating_sub(self.sent);
+            let len = bytes.len() as u64;
+            if len > room {
+                self.dropped += len - room;
+                bytes.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+            }
+        }
+        self.sent += bytes.len() as u64;
+        bytes
+    }
+
+    /// Whether the body ended before its declared length.
+    fn short(&self) -> bool {
+        self.declared.is_some_and(|declared| self.sent < declared)
+    }
+}
+
 async fn pump<S>(
     stream: &mut S,
     rest: Bytes,
     wait: Duration,
     progress: &Progress,
     stderr: &mut StderrLog<'_>,
+    length: &mut Length,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<Finish, BackendError>
 where
@@ -520,7 +599,7 @@ where
 {
     let mut data = Some(rest);
     loop {
-        if let Some(bytes) = data.take().filter(|b| !b.is_empty())
+        if let Some(bytes) = data.take().map(|b| length.admit(b)).filter(|b| !b.is_empty())
             && tx.send(Chunk::Data(bytes)).await.is_err()
         {
             return Ok(Finish::Abandoned); // the client went away; dropping the stream cancels
@@ -557,5 +636,46 @@ impl<'a> StderrLog<'a> {
         let text = String::from_utf8_lossy(shown);
         let truncated = shown.len() < bytes.len();
         warn!(app = %self.app, truncated, stderr = %text.trim_end(), "backend stderr");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn length(declared: Option<&str>) -> Length {
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = declared {
+            headers.insert(http::header::CONTENT_LENGTH, value.parse().expect("a value"));
+        }
+        Length::declared(&headers)
+    }
+
+    #[test]
+    fn a_body_is_held_to_its_declared_length() {
+        let mut long = length(Some("10"));
+        assert_eq!(long.admit(Bytes::from_static(b"0123456")), "0123456");
+        assert_eq!(long.admit(Bytes::from_static(b"789abc")), "789");
+        assert_eq!(long.admit(Bytes::from_static(b"def")), "");
+        assert_eq!((long.sent, long.dropped, long.short()), (10, 6, false));
+        let mut short = length(Some("30"));
+        assert_eq!(short.admit(Bytes::from_static(b"0123456789")), "0123456789");
+        assert!(short.short());
+        let mut zero = length(Some("0"));
+        assert_eq!(zero.admit(Bytes::from_static(b"x")), "");
+        assert_eq!((zero.dropped, zero.short()), (1, false));
+        let mut none = length(None);
+        assert_eq!(none.admit(Bytes::from_static(b"anything")), "anything");
+        assert!(!none.short());
+    }
+
+    #[test]
+    fn only_some_statuses_have_a_body() {
+        for code in [100u16, 204, 304] {
+            assert!(!may_have_body(http::StatusCode::from_u16(code).expect("a status")), "{code}");
+        }
+        for code in [200u16, 206, 404, 500] {
+            assert!(may_have_body(http::StatusCode::from_u16(code).expect("a status")), "{code}");
+        }
     }
 }

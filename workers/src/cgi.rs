@@ -3,11 +3,14 @@
 //! Stdout is accumulated until the blank line (`\r\n\r\n` or `\n\n`), capped at
 //! [`MAX_HEAD_BYTES`]. The status comes from `Status:`, else `Location` means 302,
 //! else 200 (nginx's rules). `Status`, `X-Accel-*` and hop-by-hop headers are never
-//! passed to the client (`X-Accel-Redirect` is kept aside for the worker to act on); repeated headers such as `Set-Cookie` are all kept. This
-//! module must never panic or allocate without bound on backend output.
+//! passed to the client (`X-Accel-Redirect` is kept aside for the worker to act on);
+//! repeated headers such as `Set-Cookie` are all kept. A `Content-Length` that is not
+//! a number, or repeated with another value, makes the block unusable (nginx: "upstream
+//! sent invalid Content-Length"). This module must never panic or allocate without
+//! bound on backend output.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, LOCATION};
+use http::header::{CONTENT_LENGTH, HeaderName, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 /// The largest CGI header block accepted from a backend.
@@ -99,7 +102,16 @@ fn head(parsed: &[httparse::Header<'_>]) -> Result<Head, CgiError> {
         if name == "status" {
             status = status.or(Some(parse_status(&value)?));
         } else if name == "x-accel-redirect" {
-            accel_redirect = Some(value.to_str().map_err(|_| bad())?.to_owned());
+            // A path as the script wrote it: raw UTF-8 (`/files/résumé 2024.pdf`) is
+            // what frameworks send.
+            accel_redirect = Some(std::str::from_utf8(h.value).map_err(|_| bad())?.to_owned());
+        } else if name == CONTENT_LENGTH {
+            if !valid_length(&value) || headers.get(CONTENT_LENGTH).is_some_and(|v| v != value) {
+                return Err(bad());
+            }
+            if headers.get(CONTENT_LENGTH).is_none() {
+                headers.insert(name, value);
+            }
         } else if passes(&name) {
             headers.append(name, value);
         }
@@ -109,6 +121,14 @@ fn head(parsed: &[httparse::Header<'_>]) -> Result<Head, CgiError> {
         false => StatusCode::OK,
     });
     Ok(Head { status, headers, accel_redirect })
+}
+
+/// A `Content-Length` is digits only (RFC 9110 §8.6), and fits in 64 bits.
+fn valid_length(value: &HeaderValue) -> bool {
+    let digits = value.as_bytes();
+    !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && std::str::from_utf8(digits).is_ok_and(|d| d.parse::<u64>().is_ok())
 }
 
 fn passes(name: &HeaderName) -> bool {

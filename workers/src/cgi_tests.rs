@@ -97,3 +97,28 @@ fn accepts_an_empty_header_block() {
     let (head, body) = parse(b"\r\nbody");
     assert_eq!((head.status, body), (StatusCode::OK, Bytes::from_static(b"body")));
 }
+
+#[test]
+fn x_accel_redirect_takes_raw_utf8() {
+    let (head, _) = parse("X-Accel-Redirect: /files/résumé 2024.pdf\r\n\r\n".as_bytes());
+    assert_eq!(head.accel_redirect.as_deref(), Some("/files/résumé 2024.pdf"));
+    assert!(HeadBuffer::default().push(b"X-Accel-Redirect: /caf\xe9\r\n\r\n").is_err());
+}
+
+#[test]
+fn content_length_must_be_one_number() {
+    let (head, _) = parse(b"Content-Length: 10\r\nContent-Length: 10\r\n\r\n");
+    assert_eq!(head.headers.get_all("content-length").iter().count(), 1);
+    for block in [
+        &b"Content-Length: abc\r\n\r\n"[..],
+        b"Content-Length: -1\r\n\r\n",
+        b"Content-Length: +5\r\n\r\n",
+        b"Content-Length: 1 2\r\n\r\n",
+        b"Content-Length: 10, 10\r\n\r\n",
+        b"Content-Length: 99999999999999999999999\r\n\r\n",
+        b"Content-Length: 10\r\nContent-Length: 11\r\n\r\n",
+        b"Content-Length:\r\n\r\n",
+    ] {
+        assert!(HeadBuffer::default().push(block).is_err(), "{}", String::from_utf8_lossy(block));
+    }
+}
