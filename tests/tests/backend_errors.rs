@@ -1,8 +1,11 @@
 //! What clients see when the backend is missing or says no: a stopped or never-started
 //! php-fpm gives 502 "backend is unavailable" for that app only, and a missing script gives
-//! php-fpm's own 404.
+//! php-fpm's own 404. A php-fpm that starts after Bulkhead, or restarts, is noticed by the
+//! broker itself: the app serves again without waiting for a request to fail first.
 
-use bulkhead_tests::{AppPlan, Proto, Reply, Stack, php};
+use std::time::{Duration, Instant};
+
+use bulkhead_tests::{AppPlan, PhpFpm, Pool, Proto, Reply, Stack, php};
 
 const UNAVAILABLE: &str = "backend is unavailable";
 
@@ -88,5 +91,67 @@ fn missing_script_gives_php_fpm_404() {
         let reply = stack.client(proto).get("alpha.localhost", "/no-such-script.php");
         assert_eq!(reply.status, 404, "{proto:?}: {reply:?}");
         assert!(reply.text().contains("File not found."), "{proto:?}: {reply:?}");
+    }
+}
+
+/// Four requests at once, all of which must be served.
+fn four_at_once(stack: &Stack, n: i64) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    stack.client(Proto::Http1).get("alpha.localhost", &format!("/hello.php?n={n}"))
+                })
+            })
+            .collect();
+        requests.into_iter().map(|r| r.join().expect("a request thread").status).collect()
+    })
+}
+
+/// Polls alpha every 25 ms until it serves; how long that took, and what it answered.
+fn time_to_serve(stack: &Stack) -> (Duration, Vec<u16>) {
+    let client = stack.client(Proto::Http1);
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        let status = client.get("alpha.localhost", "/hello.php?n=4").status;
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    (started.elapsed(), statuses)
+}
+
+/// systemd may start Bulkhead before php-fpm: the pool's socket appears later, and the
+/// broker starts workers that can reach it as soon as it sees it.
+#[test]
+fn php_fpm_started_after_bulkhead_is_served_as_soon_as_its_socket_appears() {
+    let stack = Stack::start(&[hello_app("alpha").without_backend(), hello_app("beta")]);
+    assert_unavailable(&stack.client(Proto::Http1).get("alpha.localhost", "/hello.php?n=1"));
+    let _fpm = PhpFpm::start(stack.dir(), &[Pool::new("alpha")]);
+    let (took, statuses) = time_to_serve(&stack);
+    println!("alpha served {took:?} after its socket appeared: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&200), "alpha never reached its php-fpm: {statuses:?}");
+    assert!(took < Duration::from_secs(3), "the broker must notice the socket itself: {took:?}");
+    assert_eq!(four_at_once(&stack, 5), [200; 4]);
+}
+
+/// After a restart of php-fpm, nothing has to fail for the app to come back: requests
+/// arriving once the broker has seen the new socket are all served.
+#[test]
+fn a_php_fpm_restart_is_noticed_before_any_request_fails() {
+    for keepalive in [0, 2] {
+        let alpha = hello_app("alpha").line(&format!("fastcgi_keepalive = {keepalive}"));
+        let mut stack = Stack::start(&[alpha, hello_app("beta")]);
+        assert_eq!(four_at_once(&stack, 1), [200; 4]);
+        stack.fpm.restart("alpha");
+        std::thread::sleep(Duration::from_millis(800));
+        let statuses = four_at_once(&stack, 2);
+        println!("fastcgi_keepalive = {keepalive}: 0.8 s after the restart: {statuses:?}");
+        assert_eq!(statuses, [200; 4], "fastcgi_keepalive = {keepalive}");
+        let log = stack.bulkhead.log();
+        assert!(log.contains("backend socket appeared or was recreated"), "{log}");
     }
 }

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use privsep::msg::{ToGateway, ToWorker, WorkerInit};
+use privsep::msg::{Backend, ToGateway, ToWorker, WorkerInit};
 use privsep::sandbox::Profile;
 use tracing::{error, info, warn};
 
@@ -38,6 +38,24 @@ const ROUTES_SETTLE: Duration = Duration::from_secs(5);
 /// The least time between two worker replacements for a stale backend socket.
 const RECYCLE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The least time between two worker replacements for a backend socket the broker saw
+/// appear or change: a php-fpm that recreates its socket in a loop costs one set of
+/// workers every half second at most.
+const NEW_SOCKET_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often the broker looks at each Unix backend socket (one `stat` per app).
+pub(super) const SOCKET_WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// A socket file's identity: a php-fpm that starts or restarts makes a new inode.
+type SocketId = (u64, u64);
+
+/// The identity of the Unix socket at `path` now, if there is one.
+fn socket_id(path: &std::path::Path) -> Option<SocketId> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).ok()?;
+    meta.file_type().is_socket().then(|| (meta.dev(), meta.ino()))
+}
+
 /// One app as the broker runs it.
 #[derive(Debug)]
 pub(super) struct AppState {
@@ -58,6 +76,8 @@ pub(super) struct AppState {
     demand: bool,
     /// When stale-backend reports last replaced the workers.
     recycled_at: Option<Instant>,
+    /// The Unix backend socket as the current workers were started with it.
+    socket_seen: Option<SocketId>,
     /// When a channel was last handed out to replace a lost one.
     channel_replaced_at: Option<Instant>,
     /// Spreads replacement channels over the app's workers.
@@ -78,7 +98,12 @@ struct WorkerChild {
 
 impl AppState {
     fn new(app: App, profile: Profile) -> Self {
+        let socket_seen = match &app.spec.fastcgi {
+            Backend::Unix(path) => socket_id(path),
+            Backend::Tcp(_) => None,
+        };
         Self {
+            socket_seen,
             app,
             profile,
             generation: 1,
@@ -412,6 +437,47 @@ impl Broker {
         self.connect(name, serial).await;
     }
 
+    /// Replaces the workers of every app whose Unix backend socket appeared or was
+    /// recreated since they started (php-fpm started after Bulkhead, or restarted): a
+    /// worker's sandbox holds the socket file it was given, so only a fresh worker
+    /// reaches the new one. Runs every [`SOCKET_WATCH_EVERY`], so the app is back
+    /// without waiting for a request to fail first.
+    pub(super) async fn watch_backend_sockets(&mut self) {
+        let mut changed = Vec::new();
+        for (name, st) in &mut self.apps {
+            let Backend::Unix(path) = &st.app.spec.fastcgi else { continue };
+            let now = socket_id(path);
+            if now.is_none() || now == st.socket_seen {
+                if now.is_none() {
+                    st.socket_seen = None;
+                }
+                continue;
+            }
+            if !st.wants_workers() || st.workers.is_empty() {
+                st.socket_seen = now;
+                continue;
+            }
+            if st.recycled_at.is_some_and(|t| t.elapsed() < NEW_SOCKET_INTERVAL) {
+                continue;
+            }
+            st.socket_seen = now;
+            changed.push(name.clone());
+        }
+        for name in changed {
+            info!(app = name, "backend socket appeared or was recreated: starting fresh workers");
+            self.recycle(&name).await;
+        }
+    }
+
+    /// New workers for `name`, then the old ones retired.
+    async fn recycle(&mut self, name: &str) {
+        let Some(st) = self.apps.get_mut(name) else { return };
+        st.recycled_at = Some(Instant::now());
+        st.generation += 1;
+        self.top_up(name).await;
+        self.retire_old(name).await;
+    }
+
     /// Replaces an app's workers (new ones first, like a reload) when one finds
     /// its backend socket stale, at most once per [`RECYCLE_INTERVAL`].
     pub(super) async fn on_backend_stale(&mut self, id: ChildId) {
@@ -423,10 +489,10 @@ impl Broker {
             return;
         }
         info!(app = name, "backend socket changed or gone: starting fresh workers");
-        st.recycled_at = Some(Instant::now());
-        st.generation += 1;
-        self.top_up(&name).await;
-        self.retire_old(&name).await;
+        if let Backend::Unix(path) = &st.app.spec.fastcgi {
+            st.socket_seen = socket_id(path);
+        }
+        self.recycle(&name).await;
     }
 
     /// Stops an on-demand app's workers once every one of them is idle.

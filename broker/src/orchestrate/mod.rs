@@ -61,6 +61,8 @@ pub enum Event {
     Idle(ChildId),
     /// A worker's backend socket went stale (php-fpm restarted): replace the app's workers.
     BackendStale(ChildId),
+    /// Time to look whether any app's Unix backend socket appeared or was recreated.
+    WatchBackendSockets,
     /// The gateway's signing channel to this keyholder failed.
     KeyholderBroken {
         serial: u64,
@@ -156,6 +158,17 @@ impl Broker {
             tokio::time::sleep(gateway::FIRST_START_WAIT).await;
             let _ = events.send(Event::StartDeadline);
         });
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(apps::SOCKET_WATCH_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                if events.send(Event::WatchBackendSockets).is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     async fn handle(&mut self, event: Event) {
@@ -166,6 +179,7 @@ impl Broker {
             Event::ChannelLost { app, generation } => self.on_channel_lost(&app, generation).await,
             Event::Idle(id) => self.on_idle(id).await,
             Event::BackendStale(id) => self.on_backend_stale(id).await,
+            Event::WatchBackendSockets => self.watch_backend_sockets().await,
             Event::KeyholderBroken { serial } => self.on_keyholder_broken(serial),
             Event::RestartWorkers { app } => self.top_up(&app).await,
             Event::RestartGateway => self.start_gateway().await,
