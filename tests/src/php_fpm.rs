@@ -36,12 +36,14 @@ pub struct Pool {
     pub children: u32,
     /// `pm.max_requests`: a child exits after this many requests (0: never).
     pub max_requests: u32,
+    /// Listen on `127.0.0.1:PORT` instead of the Unix socket.
+    pub tcp: Option<u16>,
 }
 
 impl Pool {
     /// A pool of [`DEFAULT_CHILDREN`] children.
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), children: DEFAULT_CHILDREN, max_requests: 0 }
+        Self { name: name.to_owned(), children: DEFAULT_CHILDREN, max_requests: 0, tcp: None }
     }
 }
 
@@ -80,6 +82,8 @@ pub struct PhpFpm {
 struct Master {
     name: String,
     socket: PathBuf,
+    /// The loopback port it listens on instead of `socket`, if any.
+    tcp: Option<u16>,
     /// The master's prefix directory: config, pid file, error log, stdio log.
     dir: PathBuf,
     child: Option<Child>,
@@ -171,14 +175,20 @@ impl Master {
         std::fs::create_dir_all(&prefix).expect("creating the php-fpm prefix directory");
         let socket = socket_path(dir, &pool.name);
         let conf = prefix.join("php-fpm.conf");
-        std::fs::write(&conf, pool_config(&prefix, &socket, pool)).expect("writing php-fpm.conf");
+        let listen = match pool.tcp {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => socket.display().to_string(),
+        };
+        std::fs::write(&conf, pool_config(&prefix, &listen, pool)).expect("writing php-fpm.conf");
         let child = spawn(binary, &prefix);
-        Self { name: pool.name.clone(), socket, dir: prefix, child: Some(child) }
+        Self { name: pool.name.clone(), socket, tcp: pool.tcp, dir: prefix, child: Some(child) }
     }
 
     fn wait_ready(&self) {
-        let ready =
-            poll_until(START_TIMEOUT, || UnixStream::connect(&self.socket).ok().map(|_| ()));
+        let ready = poll_until(START_TIMEOUT, || match self.tcp {
+            Some(port) => std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()),
+            None => UnixStream::connect(&self.socket).ok().map(|_| ()),
+        });
         if ready.is_none() {
             panic!(
                 "php-fpm [{}] did not listen on {} within {START_TIMEOUT:?}\n{}\n{}",
@@ -226,8 +236,8 @@ fn spawn(binary: &Path, prefix: &Path) -> Child {
         .unwrap_or_else(|err| panic!("starting {}: {err}", binary.display()))
 }
 
-/// The php-fpm configuration for one master with one pool.
-fn pool_config(prefix: &Path, socket: &Path, pool: &Pool) -> String {
+/// The php-fpm configuration for one master with one pool listening on `listen`.
+fn pool_config(prefix: &Path, listen: &str, pool: &Pool) -> String {
     format!(
         "[global]\n\
          pid = {prefix}/php-fpm.pid\n\
@@ -235,7 +245,7 @@ fn pool_config(prefix: &Path, socket: &Path, pool: &Pool) -> String {
          daemonize = no\n\
          \n\
          [{name}]\n\
-         listen = {socket}\n\
+         listen = {listen}\n\
          listen.mode = 0666\n\
          pm = static\n\
          pm.max_children = {children}\n\
@@ -247,7 +257,6 @@ fn pool_config(prefix: &Path, socket: &Path, pool: &Pool) -> String {
          request_terminate_timeout = 60s\n",
         prefix = prefix.display(),
         name = pool.name,
-        socket = socket.display(),
         children = pool.children,
         max_requests = pool.max_requests,
     )

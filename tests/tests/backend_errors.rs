@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use bulkhead_tests::{AppPlan, PhpFpm, Pool, Proto, Reply, Stack, php};
+use bulkhead_tests::net::{free_port, loopback};
+use bulkhead_tests::{AppPlan, AppSpec, Bulkhead, Client, PhpFpm, Pool, Proto, Reply, Stack, php};
 
 const UNAVAILABLE: &str = "backend is unavailable";
 
@@ -154,4 +155,46 @@ fn a_php_fpm_restart_is_noticed_before_any_request_fails() {
         let log = stack.bulkhead.log();
         assert!(log.contains("backend socket appeared or was recreated"), "{log}");
     }
+}
+
+/// A TCP backend that refuses (php-fpm restarting) sent nothing: the worker tries again
+/// for a few seconds, so a request that arrives during the restart is served once php-fpm
+/// listens again; one that stays down is a 502 after those seconds, not the app's timeout.
+#[test]
+fn a_refused_tcp_backend_is_tried_again_until_it_listens() {
+    let dir = bulkhead_tests::temp_dir();
+    let root = dir.path().join("alpha");
+    std::fs::create_dir_all(&root).expect("creating the root");
+    php::write_file(&root, "hello.php", &php::hello("alpha"));
+    let port = free_port();
+    let pool = Pool { tcp: Some(port), ..Pool::new("alpha") };
+    let mut fpm = PhpFpm::start(dir.path(), std::slice::from_ref(&pool));
+    let listen = loopback(free_port());
+    let app = AppSpec::new("alpha", &root, &format!("127.0.0.1:{port}"));
+    let bulkhead = Bulkhead::start(&bulkhead_tests::config_toml(&[listen], &[app]));
+    let client = Client::new(listen, Proto::Http1, &["alpha.localhost"]);
+    assert_eq!(client.get("alpha.localhost", "/hello.php?n=1").status, 200);
+
+    fpm.stop("alpha");
+    let started = Instant::now();
+    let waiting = std::thread::spawn(move || client.get("alpha.localhost", "/hello.php?n=2"));
+    std::thread::sleep(Duration::from_millis(700));
+    let _fpm = PhpFpm::start(dir.path(), &[pool]);
+    let reply = waiting.join().expect("the request thread");
+    println!(
+        "a request sent while php-fpm was down: {} after {:?}",
+        reply.status,
+        started.elapsed()
+    );
+    assert_eq!((reply.status, reply.text()), (200, php::hello_body("alpha", 2)));
+    drop(_fpm);
+
+    let started = Instant::now();
+    let down = Client::new(listen, Proto::Http1, &["alpha.localhost"])
+        .get("alpha.localhost", "/hello.php?n=3");
+    let took = started.elapsed();
+    println!("with php-fpm down for good: {} after {took:?}", down.status);
+    assert_unavailable(&down);
+    assert!(took < Duration::from_secs(10), "a backend that stays down: {took:?}");
+    drop(bulkhead);
 }

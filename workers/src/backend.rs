@@ -47,6 +47,12 @@ use crate::request_body::Buffered;
 
 /// The most stderr bytes logged per request.
 const STDERR_LOG_BYTES: usize = 4096;
+/// The first pause before a connect that reached nothing is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+/// The longest pause between two connect attempts.
+const RETRY_MAX: Duration = Duration::from_millis(500);
+/// How long a connect that reached nothing is tried again.
+const RETRY_FOR: Duration = Duration::from_secs(3);
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -133,16 +139,36 @@ impl Upstream {
         Ok(Kept::new(io, probe, slot))
     }
 
+    /// A new connection to the backend. A connect that failed without reaching php-fpm
+    /// (a TCP port refused while php-fpm restarts, a Unix listen backlog full) sent
+    /// nothing, so it is tried again, [`RETRY_FIRST`] doubling to [`RETRY_MAX`] apart,
+    /// for up to [`RETRY_FOR`] (within the app's timeout): a restart is over by then,
+    /// and a backend that is down gets its 502 without holding the client long. A Unix socket that refuses or is missing is this
+    /// worker's stale view (see `is_stale_unix_socket`): it fails at once, and the broker
+    /// replaces the worker.
     async fn connect(&self) -> Result<Box<dyn Io>, BackendError> {
         let attempt = async {
-            Ok::<Box<dyn Io>, std::io::Error>(match &self.backend {
-                Backend::Unix(path) => Box::new(connect_unix(path)?),
-                Backend::Tcp(addr) => {
-                    let stream = TcpStream::connect(addr).await?;
-                    stream.set_nodelay(true)?;
-                    Box::new(stream)
+            let mut pause = RETRY_FIRST;
+            let started = tokio::time::Instant::now();
+            loop {
+                let connected: std::io::Result<Box<dyn Io>> = match &self.backend {
+                    Backend::Unix(path) => connect_unix(path).map(|s| Box::new(s) as Box<dyn Io>),
+                    Backend::Tcp(addr) => match TcpStream::connect(addr).await {
+                        Ok(stream) => {
+                            stream.set_nodelay(true).map(|()| Box::new(stream) as Box<dyn Io>)
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                match connected {
+                    Err(e) if self.may_retry_connect(&e) && started.elapsed() < RETRY_FOR => {
+                        debug!(backend = %self.backend, cause = %e, "connect failed before reaching the backend; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(RETRY_MAX);
+                    }
+                    other => break other,
                 }
-            })
+            }
         };
         match timeout(self.wait, attempt).await {
             Err(_) => Err(BackendError::Timeout),
@@ -212,6 +238,18 @@ fn response(head: Head, body: Body) -> Response<Body> {
         response.extensions_mut().insert(AccelRedirect(path));
     }
     response
+}
+
+impl Upstream {
+    /// Whether a failed connect reached nothing and another attempt may succeed: a TCP
+    /// backend that refused (restarting), or a Unix backlog that is full (`EAGAIN`).
+    fn may_retry_connect(&self, e: &std::io::Error) -> bool {
+        use std::io::ErrorKind::{ConnectionRefused, WouldBlock};
+        match self.backend {
+            Backend::Tcp(_) => e.kind() == ConnectionRefused,
+            Backend::Unix(_) => e.kind() == WouldBlock,
+        }
+    }
 }
 
 impl BackendError {
