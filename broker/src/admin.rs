@@ -49,6 +49,9 @@ pub enum ReloadOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub broker_pid: u32,
+    /// The broker's own `PR_GET_DUMPABLE` (it makes itself non-dumpable at start).
+    #[serde(default)]
+    pub dumpable: Option<bool>,
     pub gateway: Option<ChildStatus>,
     /// `None` when no app serves HTTPS (or between a keyholder's exit and its restart).
     #[serde(default)]

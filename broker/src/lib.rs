@@ -10,6 +10,7 @@
 //! - [`audit`]: `bulkhead audit`, the running instance checked against its profiles.
 //! - [`commands`]: the `bulkhead` subcommands.
 //! - [`config`]: the TOML file, validated in full with key paths.
+//! - [`environ`]: `{ env = … }` secrets, kept and scrubbed from the environment.
 //! - [`keyholder`]: the `bulkhead-keyholder` process, and the broker's reading of TLS files.
 //! - [`supervise`]: starting, watching and restarting one child.
 //! - [`profiles`]: each child's sandbox profile, from the config.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod audit;
 pub mod commands;
 pub mod config;
+pub mod environ;
 pub mod keyholder;
 pub mod listeners;
 pub mod orchestrate;

@@ -100,6 +100,11 @@ impl Bulkhead {
         if std::env::var_os("RUST_BACKTRACE").is_none() {
             command.env("RUST_BACKTRACE", "1");
         }
+        if let Some(uid) = launch.user {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
+                .expect("giving the broker's directory to its user");
+            command.uid(uid).gid(uid);
+        }
         let child = command.spawn().expect("spawning bulkhead run");
         Self {
             child,
@@ -230,6 +235,9 @@ pub struct Launch {
     pub wrapper: Option<(PathBuf, Vec<String>)>,
     /// Where the gateway answers, when not at the config's first `listen` address.
     pub addr: Option<SocketAddr>,
+    /// Run the broker as this uid (and gid of the same number), e.g. `nobody` for a
+    /// rootless broker; its directory (config, log, admin socket) is given to it.
+    pub user: Option<u32>,
 }
 
 /// `config_toml` with `control_socket` pointing into `dir`, unless it already names one.
