@@ -17,7 +17,10 @@ const EXIT_UNREACHABLE: u8 = 2;
 /// `bulkhead check`: validate only.
 pub fn check(path: &Path) -> ExitCode {
     match load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for warning in config::file_warnings(path, &config) {
+                eprintln!("warning: {warning}");
+            }
             println!("{}: configuration OK", path.display());
             ExitCode::SUCCESS
         }
@@ -39,6 +42,9 @@ pub fn run(path: &Path) -> ExitCode {
     if let Err(e) = crate::environ::scrub(&config.env_secrets) {
         eprintln!("bulkhead: cannot clear the secrets' variables from the environment: {e}");
         return ExitCode::FAILURE;
+    }
+    for warning in config::file_warnings(path, &config) {
+        tracing::warn!("{warning}");
     }
     match crate::profiles::preflight(&config) {
         Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),

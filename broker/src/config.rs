@@ -17,12 +17,14 @@
 //! problem per line, and exits with [`EXIT_CONFIG`].
 
 mod hosts;
+mod modes;
 mod paths;
 mod raw;
 mod secrets;
 pub mod users;
 mod validate;
 mod values;
+pub use modes::file_warnings;
 pub use values::MAX_APP_NAME;
 
 #[cfg(test)]
@@ -75,6 +77,8 @@ pub struct Config {
     /// The environment variables `{ env = … }` secrets were read from: the
     /// broker scrubs them from its environment once read.
     pub env_secrets: Vec<String>,
+    /// `(key path, file)` of every `{ file = … }` secret, for [`file_warnings`].
+    pub secret_files: Vec<(String, PathBuf)>,
     /// Where `bulkhead reload` and `bulkhead audit` reach the running broker.
     pub control_socket: PathBuf,
     /// How long SIGTERM waits for in-flight requests before stopping everything.

@@ -277,13 +277,18 @@ impl CheckOutcome {
 /// Runs `bulkhead check` on `config_toml` and collects its exit code and output.
 pub fn check(config_toml: &str) -> CheckOutcome {
     let dir = crate::temp_dir();
-    let config = write_config(dir.path(), config_toml);
+    check_file(&write_config(dir.path(), config_toml))
+}
+
+/// Runs `bulkhead check` on the config file at `config` (whose mode the test chose).
+pub fn check_file(config: &Path) -> CheckOutcome {
+    let dir = crate::temp_dir();
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
     let mut child = Command::new(binaries::binary(binaries::BROKER))
         .arg("check")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).expect("creating the stdout file"))
         .stderr(File::create(&err_path).expect("creating the stderr file"))

@@ -62,6 +62,7 @@ pub(super) fn config(
         raw.top.as_ref().and_then(|top| values::sandbox_mode(top.sandbox.mode.as_deref()?).ok());
     let top = raw.top.map(|top| self::top(top, problems));
     let env_secrets = env_secrets(&raw.apps);
+    let secret_files = secret_files(&raw.apps);
     let apps = apps(raw.apps, &Context { env, mode }, problems);
     let mut apps = apps;
     let Top {
@@ -86,12 +87,22 @@ pub(super) fn config(
         sandbox,
         apps,
         env_secrets,
+        secret_files,
         control_socket,
         shutdown_timeout_ms,
         client_body_timeout_ms,
         default_cert,
         tls_signatures_per_second,
     })
+}
+
+/// `(key path, file)` of every app's `{ file = … }` secrets.
+fn secret_files(apps: &[(usize, RawApp)]) -> Vec<(String, PathBuf)> {
+    let files = apps.iter().flat_map(|(i, app)| {
+        let named = app.secrets.iter().filter_map(|(name, s)| Some((name, s.file.as_ref()?)));
+        named.map(move |(name, file)| (format!("app[{i}].secrets.{name}"), file.clone()))
+    });
+    files.collect()
 }
 
 /// The environment variables every app's `{ env = … }` secrets name, sorted, once each.
