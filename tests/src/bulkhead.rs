@@ -101,8 +101,10 @@ impl Bulkhead {
             command.env("RUST_BACKTRACE", "1");
         }
         if let Some(uid) = launch.user {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
-                .expect("giving the broker's directory to its user");
+            for path in [dir.path(), &config] {
+                std::os::unix::fs::chown(path, Some(uid), Some(uid))
+                    .expect("giving the broker's directory and config to its user");
+            }
             command.uid(uid).gid(uid);
         }
         let child = command.spawn().expect("spawning bulkhead run");
@@ -250,9 +252,10 @@ pub(crate) fn with_control_socket(dir: &Path, config_toml: &str) -> String {
     format!("control_socket = {}\n{config_toml}", crate::config::quote(&path.to_string_lossy()))
 }
 
+/// Writes `dir/bulkhead.toml` readable by its owner only, as the README asks.
 fn write_config(dir: &Path, config_toml: &str) -> PathBuf {
     let path = dir.join("bulkhead.toml");
-    std::fs::write(&path, config_toml).expect("writing bulkhead.toml");
+    crate::write_private(&path, config_toml.as_bytes());
     path
 }
 
