@@ -37,6 +37,7 @@ grep -q 'alpha-demo-db-password' <<<"$alpha" || fail "alpha did not get its secr
 grep -q 'beta-demo' <<<"$beta" || fail "beta did not get its secrets: $beta"
 ! grep -q 'beta-demo' <<<"$alpha" || fail "alpha received beta's secret"
 ! grep -q 'alpha-demo' <<<"$beta" || fail "beta received alpha's secret"
+! grep -q '^warning: ' "$log" || fail "bulkhead check warned about the demo's files"
 status="$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: nobody.localhost' "http://127.0.0.1:$port/")"
 [[ "$status" == 421 ]] || fail "an unknown host got $status, not 421"
 

@@ -1,9 +1,15 @@
 //! The admin socket: how `bulkhead reload` and `bulkhead status` reach a running broker.
 //!
 //! A Unix stream socket at the configuration's `control_socket`, mode 0600
-//! in a 0700 directory, so only root or the broker's own user can connect;
-//! the peer's uid is checked again with `SO_PEERCRED`. One JSON request line
-//! in, one JSON response line out. Requests are bounded in size and time.
+//! in a 0700 directory, so only root or the broker's own user can connect.
+//! Each peer is then checked with `SO_PEERCRED` ([`admit`]): root is admitted
+//! to a broker that is not root (it could do anything to it anyway); any other
+//! peer must run as the broker's own uid *and* in every one of the broker's
+//! namespaces, so a
+//! child in its sandbox (or anything else in a user, mount, network, PID, IPC,
+//! UTS or cgroup namespace of its own) is refused even with the broker's uid.
+//! One JSON request line in, one JSON response line out. Requests are bounded
+//! in size and time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -49,6 +55,9 @@ pub enum ReloadOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub broker_pid: u32,
+    /// The broker's own `PR_GET_DUMPABLE` (it makes itself non-dumpable at start).
+    #[serde(default)]
+    pub dumpable: Option<bool>,
     pub gateway: Option<ChildStatus>,
     /// `None` when no app serves HTTPS (or between a keyholder's exit and its restart).
     #[serde(default)]
@@ -102,12 +111,20 @@ pub fn serve(path: &Path, events: mpsc::UnboundedSender<Event>) -> std::io::Resu
 }
 
 async fn answer(mut stream: UnixStream, events: mpsc::UnboundedSender<Event>) {
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
+        Err(e) => return warn!(cause = %e, "admin socket: refused a peer without credentials"),
+    };
     let me = nix::unistd::geteuid().as_raw();
-    match stream.peer_cred() {
-        Ok(cred) if cred.uid() == 0 || cred.uid() == me => {}
-        _ => return warn!("admin socket: refused a peer of another user"),
+    let admitted = admit(cred.uid(), cred.pid(), me, &|pid, ns| namespace(pid, ns));
+    // The request is read (bounded) even from a refused peer, so that it gets the
+    // refusal as its answer rather than a broken pipe.
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await;
+    if let Err(why) = admitted {
+        warn!(peer_pid = ?cred.pid(), peer_uid = cred.uid(), %why, "admin socket: refused a peer");
+        return reply(&mut stream, &Response::Error(format!("refused: {why}"))).await;
     }
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+    let request = match request {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return reply(&mut stream, &Response::Error(e)).await,
         Err(_) => return,
@@ -117,6 +134,39 @@ async fn answer(mut stream: UnixStream, events: mpsc::UnboundedSender<Event>) {
         Request::Status => ask(&events, Event::Status).await.map(Response::Status),
     };
     reply(&mut stream, &response.unwrap_or_else(|| Response::Error("shutting down".into()))).await;
+}
+
+/// The namespaces a peer must share with the broker.
+const NAMESPACES: [&str; 7] = ["user", "mnt", "net", "pid", "ipc", "uts", "cgroup"];
+
+/// Whether a peer of `uid` and `pid` may use the admin socket of a broker
+/// running as `me`; `ns(pid, kind)` reads a namespace link (`"self"` for the
+/// broker). A namespace that cannot be read counts as another one.
+pub fn admit(
+    uid: u32,
+    pid: Option<i32>,
+    me: u32,
+    ns: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<(), String> {
+    if uid == 0 && me != 0 {
+        return Ok(());
+    }
+    if uid != me {
+        return Err(format!("uid {uid} is neither the broker's ({me}) nor root"));
+    }
+    let pid = pid.filter(|&p| p > 0).ok_or("the peer's pid is not visible here")?;
+    for kind in NAMESPACES {
+        let ours = ns("self", kind);
+        if ours.is_none() || ns(&pid.to_string(), kind) != ours {
+            return Err(format!("pid {pid} is not in the broker's {kind} namespace"));
+        }
+    }
+    Ok(())
+}
+
+fn namespace(pid: &str, kind: &str) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    Some(link.to_string_lossy().into_owned())
 }
 
 async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
@@ -151,4 +201,29 @@ pub fn request(path: &Path, request: &Request) -> std::io::Result<Response> {
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer)?;
     serde_json::from_str(&answer).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(peer_net: &'static str) -> impl Fn(&str, &str) -> Option<String> {
+        move |pid, kind| match (pid, kind) {
+            ("self", _) => Some(format!("{kind}:[1]")),
+            (_, "net") => (!peer_net.is_empty()).then(|| peer_net.to_owned()),
+            (_, _) => Some(format!("{kind}:[1]")),
+        }
+    }
+
+    #[test]
+    fn a_peer_needs_the_brokers_uid_and_namespaces_or_root() {
+        assert_eq!(admit(1000, Some(7), 1000, &ns("net:[1]")), Ok(()));
+        assert_eq!(admit(0, Some(7), 1000, &ns("net:[2]")), Ok(()), "root, for a user's broker");
+        assert!(admit(0, Some(7), 0, &ns("net:[2]")).is_err(), "a root broker checks root too");
+        assert!(admit(1001, Some(7), 1000, &ns("net:[1]")).is_err());
+        let other = admit(1000, Some(7), 1000, &ns("net:[2]"));
+        assert_eq!(other, Err("pid 7 is not in the broker's net namespace".into()));
+        assert!(admit(1000, Some(7), 1000, &ns("")).is_err(), "unreadable counts as other");
+        assert!(admit(1000, None, 1000, &ns("net:[1]")).is_err());
+    }
 }

@@ -9,7 +9,8 @@
 //! the broker's, and what its root shows. The expected profile of each is
 //! rebuilt with [`crate::profiles`] from the same config; anything weaker is a
 //! finding. Landlock domains are not visible in `/proc` on current kernels, so
-//! they are reported as such and left to the escape tests.
+//! they are reported as such and left to the escape tests. The broker itself
+//! is checked too: non-dumpable, and no secret in its environment (`own`).
 //!
 //! Read-only: it never signals, traces or changes a process.
 
@@ -22,6 +23,8 @@ use privsep::sandbox::Profile;
 
 use crate::config::{self, Config};
 use crate::profiles;
+
+mod own;
 
 /// The namespaces compared with the broker's.
 const NAMESPACES: [&str; 5] = ["user", "mnt", "net", "ipc", "uts"];
@@ -51,10 +54,13 @@ pub struct Report {
 pub fn run(config_path: &Path) -> Result<Report, AuditError> {
     let canonical = fs::canonicalize(config_path)
         .map_err(|source| AuditError::Path { path: config_path.to_path_buf(), source })?;
-    let config = config::load(&canonical)?;
+    let config = config::load_elsewhere(&canonical)?;
     let broker = find_broker(&canonical).ok_or(AuditError::NoBroker(canonical))?;
     let mut report = Report { text: String::new(), findings: Vec::new() };
     let _ = writeln!(report.text, "broker {broker}: {}", describe_ids(broker));
+    let (text, findings) = own::check(broker, &config);
+    report.text.push_str(&text);
+    report.findings.extend(findings);
     let broker_ns = namespaces(broker);
     let mut saw_gateway = false;
     for child in children(broker) {

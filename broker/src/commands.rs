@@ -17,7 +17,10 @@ const EXIT_UNREACHABLE: u8 = 2;
 /// `bulkhead check`: validate only.
 pub fn check(path: &Path) -> ExitCode {
     match load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for warning in config::file_warnings(path, &config) {
+                eprintln!("warning: {warning}");
+            }
             println!("{}: configuration OK", path.display());
             ExitCode::SUCCESS
         }
@@ -25,12 +28,24 @@ pub fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// `bulkhead run`: validate, then serve until SIGTERM.
+/// `bulkhead run`: become non-dumpable, validate, scrub `{ env = … }` secrets
+/// from the environment, then serve until SIGTERM.
 pub fn run(path: &Path) -> ExitCode {
+    if let Err(e) = privsep::exposure::set_undumpable() {
+        eprintln!("bulkhead: cannot make the broker non-dumpable: {e}");
+        return ExitCode::FAILURE;
+    }
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = crate::environ::scrub(&config.env_secrets) {
+        eprintln!("bulkhead: cannot clear the secrets' variables from the environment: {e}");
+        return ExitCode::FAILURE;
+    }
+    for warning in config::file_warnings(path, &config) {
+        tracing::warn!("{warning}");
+    }
     match crate::profiles::preflight(&config) {
         Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
         Err(e) => {

@@ -17,12 +17,14 @@
 //! problem per line, and exits with [`EXIT_CONFIG`].
 
 mod hosts;
+mod modes;
 mod paths;
 mod raw;
 mod secrets;
 pub mod users;
 mod validate;
 mod values;
+pub use modes::file_warnings;
 pub use values::MAX_APP_NAME;
 
 #[cfg(test)]
@@ -72,6 +74,11 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// In file order; names and host patterns are unique across apps.
     pub apps: Vec<App>,
+    /// The environment variables `{ env = … }` secrets were read from: the
+    /// broker scrubs them from its environment once read.
+    pub env_secrets: Vec<String>,
+    /// `(key path, file)` of every `{ file = … }` secret, for [`file_warnings`].
+    pub secret_files: Vec<(String, PathBuf)>,
     /// Where `bulkhead reload` and `bulkhead audit` reach the running broker.
     pub control_socket: PathBuf,
     /// How long SIGTERM waits for in-flight requests before stopping everything.
@@ -273,11 +280,22 @@ type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
 /// Reads, parses and validates the configuration file at `path`, secrets included.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    parse(&read(path)?, path, &crate::environ::lookup)
+}
+
+/// Like [`load`], with each `{ env = … }` secret missing from this process's
+/// environment read as empty (for `bulkhead audit`, which checks a broker it
+/// did not start and whose environment it does not share).
+pub fn load_elsewhere(path: &Path) -> Result<Config, ConfigError> {
+    let lookup = |name: &str| crate::environ::lookup(name).or_else(|| Some(OsString::new()));
+    parse(&read(path)?, path, &lookup)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|err| {
         let message = format!("cannot read the configuration: {}", paths::describe(&err));
         ConfigError::Unreadable(Problem { path: path.display().to_string(), message })
-    })?;
-    parse(&text, path, &|name| std::env::var_os(name))
+    })
 }
 
 /// Parses and validates configuration `text`; `origin` names the file in syntax errors.

@@ -10,6 +10,7 @@
 //! - [`audit`]: `bulkhead audit`, the running instance checked against its profiles.
 //! - [`commands`]: the `bulkhead` subcommands.
 //! - [`config`]: the TOML file, validated in full with key paths.
+//! - [`environ`]: `{ env = … }` secrets, kept and scrubbed from the environment.
 //! - [`keyholder`]: the `bulkhead-keyholder` process, and the broker's reading of TLS files.
 //! - [`supervise`]: starting, watching and restarting one child.
 //! - [`child_log`]: each child's stdout and stderr, logged as the child's.
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod child_log;
 pub mod commands;
 pub mod config;
+pub mod environ;
 pub mod keyholder;
 pub mod listeners;
 pub mod orchestrate;

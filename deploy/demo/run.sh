@@ -99,9 +99,23 @@ stop_fpm() {
     done
 }
 
+# The config names every tenant's root, socket and secret files, and the secrets are
+# secrets: both are readable by their owner only (`bulkhead check` warns otherwise). The
+# demo's secrets are copied out of the repository, whose checkout is world-readable.
 write_config() {
-    sed -e "s|@DEMO_DIR@|$demo_dir|g" -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PORT@|$port|g" \
-        "$demo_dir/bulkhead.toml.in" >"$run_dir/bulkhead.toml"
+    local tenant secret
+    install -d -m 700 "$run_dir/secrets"
+    for tenant in "${tenants[@]}"; do
+        for secret in "$demo_dir/$tenant/secrets/"*; do
+            install -m 600 "$secret" "$run_dir/secrets/$tenant-$(basename "$secret")"
+        done
+    done
+    (
+        umask 077
+        sed -e "s|@RUN_DIR@|$run_dir|g" -e "s|@DEMO_DIR@|$demo_dir|g" -e "s|@PORT@|$port|g" \
+            "$demo_dir/bulkhead.toml.in" >"$run_dir/bulkhead.toml.new"
+    )
+    mv "$run_dir/bulkhead.toml.new" "$run_dir/bulkhead.toml"
 }
 
 usage_hint() {

@@ -5,6 +5,8 @@
 //! each block with a `// SAFETY:` comment.
 //!
 //! # Layout
+//! - [`exposure`]: the dumpable flag and the original environment block, set,
+//!   scrubbed and checked from outside.
 //! - [`inherit`]: listeners passed by systemd socket activation.
 //! - [`keyproto`]: the gateway ↔ keyholder signing protocol and its policy (no I/O).
 //! - [`logging`]: the log subscriber every binary installs.
@@ -18,6 +20,7 @@
 //! - [`wire`]: the headers the gateway adds to requests it forwards to workers.
 
 pub mod channel;
+pub mod exposure;
 pub mod inherit;
 pub mod keyproto;
 pub mod logging;

@@ -114,6 +114,13 @@ impl Bulkhead {
         if std::env::var_os("RUST_BACKTRACE").is_none() {
             command.env("RUST_BACKTRACE", "1");
         }
+        if let Some(uid) = launch.user {
+            for path in [dir.path(), &config] {
+                std::os::unix::fs::chown(path, Some(uid), Some(uid))
+                    .expect("giving the broker's directory and config to its user");
+            }
+            command.uid(uid).gid(uid);
+        }
         let child = command.spawn().expect("spawning bulkhead run");
         Self {
             child,
@@ -257,6 +264,9 @@ pub struct Launch {
     /// Run the broker on a pseudo-terminal (fds 0–2, and its controlling terminal, in a
     /// session of its own), as from an operator's shell; what it prints is copied to the log.
     pub terminal: bool,
+    /// Run the broker as this uid (and gid of the same number), e.g. `nobody` for a
+    /// rootless broker; its directory (config, log, admin socket) is given to it.
+    pub user: Option<u32>,
 }
 
 /// Gives `command` a new pseudo-terminal in raw mode as fds 0–2 (`setsid --ctty` makes
@@ -289,9 +299,10 @@ pub(crate) fn with_control_socket(dir: &Path, config_toml: &str) -> String {
     format!("control_socket = {}\n{config_toml}", crate::config::quote(&path.to_string_lossy()))
 }
 
+/// Writes `dir/bulkhead.toml` readable by its owner only, as the README asks.
 fn write_config(dir: &Path, config_toml: &str) -> PathBuf {
     let path = dir.join("bulkhead.toml");
-    std::fs::write(&path, config_toml).expect("writing bulkhead.toml");
+    crate::write_private(&path, config_toml.as_bytes());
     path
 }
 
@@ -316,13 +327,18 @@ impl CheckOutcome {
 /// Runs `bulkhead check` on `config_toml` and collects its exit code and output.
 pub fn check(config_toml: &str) -> CheckOutcome {
     let dir = crate::temp_dir();
-    let config = write_config(dir.path(), config_toml);
+    check_file(&write_config(dir.path(), config_toml))
+}
+
+/// Runs `bulkhead check` on the config file at `config` (whose mode the test chose).
+pub fn check_file(config: &Path) -> CheckOutcome {
+    let dir = crate::temp_dir();
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
     let mut child = Command::new(binaries::binary(binaries::BROKER))
         .arg("check")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).expect("creating the stdout file"))
         .stderr(File::create(&err_path).expect("creating the stderr file"))

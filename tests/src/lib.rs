@@ -74,6 +74,20 @@ pub fn temp_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Writes `contents` to a new file at `path` with mode 0600 (a config, a secret).
+pub fn write_private(path: &Path, contents: &[u8]) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|err| panic!("creating {}: {err}", path.display()));
+    file.write_all(contents).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+}
+
 /// Reads a log file for display; a missing file reads as a note rather than a panic.
 pub fn read_log(path: &Path) -> String {
     std::fs::read(path)

@@ -165,10 +165,18 @@ fn add_secret(spec: AppSpec, dir: &Path, secret: &PlannedSecret) -> AppSpec {
     match secret {
         PlannedSecret::File { key, value } => {
             let path = secret_path(dir, &spec.name, key);
-            std::fs::write(&path, value).expect("writing a secret file");
+            crate::write_private(&path, value.as_bytes());
             spec.secret_file(key, &path)
         }
         PlannedSecret::Env { key, var, .. } => spec.secret_env(key, var),
+    }
+}
+
+/// Gives the secret files to `uid`, the broker's user.
+fn give_secrets(dir: &Path, uid: u32) {
+    let Ok(entries) = std::fs::read_dir(dir.join("secrets")) else { return };
+    for entry in entries.flatten() {
+        std::os::unix::fs::chown(entry.path(), Some(uid), Some(uid)).expect("chown a secret");
     }
 }
 
@@ -223,6 +231,9 @@ impl Stack {
             .filter(|plan| plan.with_backend)
             .map(|plan| Pool { max_requests: plan.fpm_max_requests, ..Pool::new(&plan.name) })
             .collect();
+        if let Some(uid) = options.launch.user {
+            give_secrets(dir.path(), uid);
+        }
         let fpm = PhpFpm::start(dir.path(), &pools);
         let listen = options.listen.unwrap_or_else(|| loopback(free_port()));
         let configured: Vec<AppSpec> = apps

@@ -172,3 +172,44 @@ fn run_refuses_an_invalid_config_before_binding() {
     assert!(log.contains("app[1].hosts[0]"), "{log}");
     assert!(!accepts(addr), "nothing may listen on {addr}");
 }
+
+/// A config or secret file open to other users passes with a warning naming the file,
+/// who can read it and the fix; a file another user owns is warned of with `chown`.
+#[test]
+fn files_open_to_other_users_are_warned_of_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new();
+    let config = fixture.path("bulkhead.toml");
+    let secret = fixture.path("alpha-db");
+    std::fs::write(&config, toml(&fixture.apps())).expect("writing the config");
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let warnings = |outcome: &CheckOutcome| -> Vec<String> {
+        assert_eq!(outcome.code, Some(0), "warnings never fail a check: {outcome:?}");
+        let lines = outcome.stderr.lines().filter(|l| l.starts_with("warning: "));
+        lines.map(str::to_owned).collect()
+    };
+    let cases = [
+        (0o644, 0o644, 2, "other users"),
+        (0o600, 0o640, 1, "its group"),
+        (0o640, 0o600, 1, "its group"),
+        (0o600, 0o600, 0, ""),
+    ];
+    for (config_mode, secret_mode, count, who) in cases {
+        chmod(&config, config_mode);
+        chmod(&secret, secret_mode);
+        let found = warnings(&bulkhead::check_file(&config));
+        assert_eq!(found.len(), count, "config {config_mode:o}, secret {secret_mode:o}: {found:?}");
+        for line in &found {
+            let path = if line.contains("secrets.DB_PASSWORD") { &secret } else { &config };
+            assert!(line.contains(who), "{line}");
+            assert!(line.ends_with(&format!("fix: chmod 600 {}", path.display())), "{line}");
+        }
+    }
+    std::os::unix::fs::chown(&secret, Some(54321), None).expect("chown");
+    let found = warnings(&bulkhead::check_file(&config));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let owner = found[0].contains("app[0].secrets.DB_PASSWORD") && found[0].contains("uid 54321");
+    assert!(owner && found[0].contains(&format!("fix: chown 0 {}", secret.display())), "{found:?}");
+}

@@ -16,7 +16,7 @@ use http::header::{
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as HttpBody;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info_span, trace, warn};
 
 use crate::app::App;
 use crate::backend::{self, AccelRedirect};
@@ -130,6 +130,7 @@ where
     let info = RequestInfo { parts, meta, script, body_len: body.len() };
     let params = params::build(app, &info)?;
     params::check_size(&params)?;
+    trace!(app = %app.name(), params = %params::Redacted { params: &params, app }, "FastCGI params");
     Ok(backend::forward(app, params, body).await?)
 }
 

@@ -105,6 +105,34 @@ pub fn build(app: &App, req: &RequestInfo<'_>) -> Result<ParamMap, ParamsError> 
     Ok(params)
 }
 
+/// Params that carry a client's credentials: logged like secrets.
+const CREDENTIAL_PARAMS: &[&str] =
+    &["HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_PROXY_AUTHORIZATION"];
+
+/// The params of a request as a log field: `NAME=value` pairs, with the value of
+/// each of the app's secrets and of each client credential printed as `***`.
+#[derive(Debug)]
+pub struct Redacted<'a> {
+    pub params: &'a ParamMap,
+    pub app: &'a App,
+}
+
+impl Redacted<'_> {
+    fn is_secret(&self, name: &str) -> bool {
+        CREDENTIAL_PARAMS.contains(&name) || self.app.secrets().iter().any(|(n, _)| n == name)
+    }
+}
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, value)) in self.params.iter().enumerate() {
+            let value = if self.is_secret(name) { "***" } else { value.as_str() };
+            write!(f, "{}{name}={value:?}", if i == 0 { "" } else { " " })?;
+        }
+        Ok(())
+    }
+}
+
 fn host(parts: &Parts) -> Option<&str> {
     let from_uri = parts.uri.authority().map(|a| a.as_str());
     from_uri.or_else(|| parts.headers.get(HOST).and_then(|v| v.to_str().ok()))

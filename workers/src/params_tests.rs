@@ -165,3 +165,19 @@ fn reads_gateway_metadata_strictly() {
     let bad = parts(&[("x-bulkhead-peer", b"nope")]);
     assert!(GatewayMeta::from_headers(&bad.headers).is_err());
 }
+
+#[test]
+fn logged_params_redact_secrets_and_client_credentials() {
+    let dir = TempDir::new();
+    let (app, script, meta) = (app(&dir), script(&dir), meta(false));
+    let parts = parts(&[("authorization", b"Basic dXNlcjpwdw=="), ("cookie", b"sid=abc")]);
+    let req = RequestInfo { parts: &parts, meta: &meta, script: &script, body_len: 0 };
+    let p = build(&app, &req).expect("builds");
+    let logged = Redacted { params: &p, app: &app }.to_string();
+    assert!(logged.contains(r#"DB_PASSWORD="***""#), "{logged}");
+    assert!(logged.contains(r#"HTTP_COOKIE="***""#), "{logged}");
+    assert!(logged.contains(r#"REQUEST_METHOD="POST""#), "{logged}");
+    for secret in ["s3cret", "dXNlcjpwdw", "sid=abc"] {
+        assert!(!logged.contains(secret), "{secret} in {logged}");
+    }
+}

@@ -4,8 +4,8 @@
 //! problems at once, each at its key path. A value is produced only when
 //! nothing at all was wrong.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::{Entry, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,8 @@ pub(super) fn config(
     let mode =
         raw.top.as_ref().and_then(|top| values::sandbox_mode(top.sandbox.mode.as_deref()?).ok());
     let top = raw.top.map(|top| self::top(top, problems));
+    let env_secrets = env_secrets(&raw.apps);
+    let secret_files = secret_files(&raw.apps);
     let apps = apps(raw.apps, &Context { env, mode }, problems);
     let mut apps = apps;
     let Top {
@@ -84,12 +86,32 @@ pub(super) fn config(
         listen_tls,
         sandbox,
         apps,
+        env_secrets,
+        secret_files,
         control_socket,
         shutdown_timeout_ms,
         client_body_timeout_ms,
         default_cert,
         tls_signatures_per_second,
     })
+}
+
+/// `(key path, file)` of every app's `{ file = … }` secrets.
+fn secret_files(apps: &[(usize, RawApp)]) -> Vec<(String, PathBuf)> {
+    let files = apps.iter().flat_map(|(i, app)| {
+        let named = app.secrets.iter().filter_map(|(name, s)| Some((name, s.file.as_ref()?)));
+        named.map(move |(name, file)| (format!("app[{i}].secrets.{name}"), file.clone()))
+    });
+    files.collect()
+}
+
+/// The environment variables every app's `{ env = … }` secrets name, sorted, once each.
+fn env_secrets(apps: &[(usize, RawApp)]) -> Vec<String> {
+    let names: BTreeSet<&String> = apps
+        .iter()
+        .flat_map(|(_, app)| app.secrets.values().filter_map(|s| s.env.as_ref()))
+        .collect();
+    names.into_iter().cloned().collect()
 }
 
 /// `default_cert` must name an app that has `tls`.

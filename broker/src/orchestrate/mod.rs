@@ -235,6 +235,7 @@ impl Broker {
     fn status(&self) -> Status {
         Status {
             broker_pid: std::process::id(),
+            dumpable: privsep::exposure::is_dumpable().ok(),
             gateway: self.gateway.as_ref().map(|g| g.status(self.gateway_restarts)),
             keyholder: self.tls.status(),
             apps: self.apps.values().map(apps::AppState::status).collect(),
