@@ -13,6 +13,7 @@ use bulkhead_tests::{AppPlan, Proto, Stack, StackOptions};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use nix::sys::socket::{setsockopt, sockopt};
 
 const HOST: &str = "alpha.localhost";
 const KIB: usize = 1024;
@@ -30,6 +31,9 @@ fn a_mib_of_http1_headers_gets_431_which_a_client_still_sending_reads() {
     let mut conn = TcpStream::connect(stack.addr()).expect("connecting to the gateway");
     conn.set_read_timeout(Some(Duration::from_secs(20))).expect("setting a read timeout");
     conn.set_write_timeout(Some(Duration::from_secs(20))).expect("setting a write timeout");
+    // A fixed send buffer, so the headers are still being sent when the 431 comes (an
+    // autotuned one would take the whole MiB at once on loopback).
+    setsockopt(&conn, sockopt::SndBuf, &(32 * KIB)).expect("setting SO_SNDBUF");
     let head =
         format!("GET /static.txt HTTP/1.1\r\nHost: {HOST}\r\nX-Pad: {}\r\n\r\n", "a".repeat(MIB));
     // Like a naive client: everything is written before anything is read.
@@ -41,6 +45,12 @@ fn a_mib_of_http1_headers_gets_431_which_a_client_still_sending_reads() {
         answer.lines().next()
     );
     assert!(answer.starts_with("HTTP/1.1 431"), "write {written:?}, read {read:?}: {answer:?}");
+    // Without lingering the write fails (EPIPE, a reset), and a client such as curl gives up
+    // there without reading the status.
+    assert!(
+        written.is_ok(),
+        "the gateway stopped reading while the client was sending: {written:?}"
+    );
     assert!(read.is_ok(), "the connection must end with a close, not a reset: {read:?}");
     assert_eq!(stack.client(Proto::Http1).get(HOST, "/static.txt").text(), "static-ok");
 }
