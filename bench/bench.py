@@ -135,6 +135,7 @@ def machine_info() -> dict[str, str]:
 
 EXPECTED = {  # workload -> (method, body to send, length of the expected body)
     "hello": ("GET", None, 14),
+    "hello-slowloris": ("GET", None, 14),
     "static": ("GET", None, 1024),
     "upload": ("POST", b"u" * 1024 * 1024, len(b"1048576\n")),
     "php-100k": ("GET", None, 102400),
