@@ -3,7 +3,8 @@
 //! private key after 1000 handshakes while the keyholder's does; killing the keyholder
 //! fails new handshakes only briefly and leaves an established HTTP/2 connection working;
 //! per-app redirects, HSTS and certificate reload. A TLS handshake that stalls is closed
-//! after `client_header_timeout`, and ten of them do not hold up a shutdown.
+//! after `client_header_timeout`, and ten of them do not hold up a shutdown; an idle h2
+//! connection is closed after `keepalive_timeout`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -309,4 +310,25 @@ fn sigterm_with_ten_stalled_tls_handshakes_exits_at_once() {
     );
     assert_eq!(status.expect("the broker did not exit").code(), Some(0));
     assert!(took < Duration::from_secs(10), "stalled handshakes held the shutdown for {took:?}");
+}
+
+#[test]
+fn an_idle_h2_connection_over_tls_is_closed_after_keepalive_timeout() {
+    let world = TlsWorld::start(&APPS, &["top: keepalive_timeout = \"2s\""]);
+    let host = world.certs[0].host.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let took = rt.block_on(async {
+        let mut sender = h2_connect(&world, &host).await;
+        assert_eq!(get(&mut sender, &host).await, 200);
+        let idle_since = Instant::now();
+        while !sender.is_closed() && idle_since.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        idle_since.elapsed()
+    });
+    println!("an idle h2 connection over TLS: closed after {took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
 }
