@@ -161,6 +161,11 @@ impl Activity {
         })
     }
 
+    /// When the connection was accepted.
+    pub fn started(&self) -> Instant {
+        self.epoch
+    }
+
     fn now_ms(&self) -> u64 {
         // Never 0, so 0 can mean "not stuck".
         (self.epoch.elapsed().as_millis() as u64).max(1)

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::State;
-use crate::limits::{self, ConnLimits, Timeouts, Watched};
+use crate::limits::{self, Activity, ConnLimits, Timeouts, Watched};
 use crate::linger::{self, Shared};
 use crate::proxy::{self, ConnInfo};
 
@@ -85,10 +85,12 @@ pub async fn serve(
                 let info = ConnInfo { peer, local, scheme };
                 let (state, serving) = (state.clone(), serving.clone());
                 let tls = tls.clone();
+                // Timeouts count from the accept, a TLS handshake included.
+                let activity = limits::Activity::new();
                 tokio::spawn(async move {
                     match tls {
-                        None => serve_conn(stream, info, state, serving).await,
-                        Some(tls) => serve_tls(tls, stream, info, state, serving).await,
+                        None => serve_conn(stream, info, activity, state, serving).await,
+                        Some(tls) => serve_tls(tls, stream, info, activity, state, serving).await,
                     }
                     drop(permit);
                 });
@@ -107,28 +109,35 @@ async fn serve_tls(
     tls: TlsAcceptor,
     stream: tokio::net::TcpStream,
     info: ConnInfo,
+    activity: Arc<Activity>,
     state: Arc<State>,
     mut serving: Serving,
 ) {
-    let handshake = tokio::time::timeout(serving.timeouts.header, tls.accept(stream));
+    let deadline = activity.started() + serving.timeouts.header;
+    let handshake = tokio::time::timeout_at(deadline, tls.accept(stream));
     let done = tokio::select! {
         done = handshake => done,
         () = stopped(&mut serving.stop) => return,
     };
     match done {
-        Ok(Ok(stream)) => serve_conn(stream, info, state, serving).await,
+        Ok(Ok(stream)) => serve_conn(stream, info, activity, state, serving).await,
         Ok(Err(e)) => debug!(peer = %info.peer, cause = %e, "TLS handshake failed"),
         Err(_) => debug!(peer = %info.peer, "TLS handshake timed out"),
     }
 }
 
 /// Serves HTTP on `stream`, then lets a connection the protocol ended linger.
-async fn serve_conn<S>(stream: S, info: ConnInfo, state: Arc<State>, mut serving: Serving)
-where
+async fn serve_conn<S>(
+    stream: S,
+    info: ConnInfo,
+    activity: Arc<Activity>,
+    state: Arc<State>,
+    mut serving: Serving,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shared = Shared::new(stream);
-    if !serve_http(shared.clone(), info, state, &mut serving).await {
+    if !serve_http(shared.clone(), info, activity, state, &mut serving).await {
         return;
     }
     // The protocol code is done with the stream: the client gets to read its last answer.
@@ -148,13 +157,13 @@ where
 async fn serve_http<S>(
     stream: Shared<S>,
     info: ConnInfo,
+    activity: Arc<Activity>,
     state: Arc<State>,
     serving: &mut Serving,
 ) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = limits::Activity::new();
     let seen = Arc::clone(&activity);
     let svc = service_fn(move |req| {
         let (state, guard) = (state.clone(), seen.request());
