@@ -354,6 +354,14 @@ def compose(args, info, rows, density_rows, notes) -> str:
         "CPU time of each process over the measured run divided by the requests served; a "
         "process that started or exited during the run is counted only through its parent.",
         "",
+        "## Beside a slowloris",
+        "",
+        report.slowloris_table(rows, args.servers),
+        "",
+        "The same hello load while 500 more connections each hold a request head open, "
+        "sending one header line every 5 s (`bench/slowloris.py`); `kept` is the share of "
+        "the hello req/s left.",
+        "",
         "## What a process boundary costs",
         "",
         report.boundary_table(rows, args.workloads),
