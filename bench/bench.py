@@ -135,6 +135,7 @@ def machine_info() -> dict[str, str]:
 
 EXPECTED = {  # workload -> (method, body to send, length of the expected body)
     "hello": ("GET", None, 14),
+    "hello-slowloris": ("GET", None, 14),
     "static": ("GET", None, 1024),
     "upload": ("POST", b"u" * 1024 * 1024, len(b"1048576\n")),
     "php-100k": ("GET", None, 102400),
@@ -352,6 +353,14 @@ def compose(args, info, rows, density_rows, notes) -> str:
         "",
         "CPU time of each process over the measured run divided by the requests served; a "
         "process that started or exited during the run is counted only through its parent.",
+        "",
+        "## Beside a slowloris",
+        "",
+        report.slowloris_table(rows, args.servers),
+        "",
+        "The same hello load while 500 more connections each hold a request head open, "
+        "sending one header line every 5 s (`bench/slowloris.py`); `kept` is the share of "
+        "the hello req/s left.",
         "",
         "## What a process boundary costs",
         "",

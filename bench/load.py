@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from servers import HOST
+from slowloris import Slowloris
 
 WRK_THREADS = 2
 
@@ -47,6 +48,7 @@ class Workload:
     tool: str = "wrk"  # "wrk" | "h2load" | "wrk-tls" | "h2load-tls"
     lua: str | None = None
     streams: int = 1  # h2load -m
+    slowloris: int = 0  # connections of a slowloris held open beside the load (slowloris.py)
 
 
 WORKLOADS = [
@@ -55,6 +57,8 @@ WORKLOADS = [
     Workload("upload", "POST of 1 MiB to PHP, which reads it all", "/upload.php", 16,
              lua="upload.lua"),
     Workload("php-100k", "PHP page of 100 KiB", "/big.php", 64),
+    Workload("hello-slowloris", "PHP hello world beside a slowloris of 500 connections",
+             "/hello.php", 64, slowloris=500),
     Workload("h2c", "PHP hello world over HTTP/2", "/hello.php", 8,
              tool="h2load", streams=16),
     Workload("tls-new", "a new TLS connection per request, session resumed, 1 KiB static file",
@@ -68,7 +72,18 @@ TLS_TOOLS = ("wrk-tls", "h2load-tls")
 
 def run(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
     """Runs `workload` against 127.0.0.1:port for `seconds`; keeps the tool's output in
-    `raw` (and h2load's request log beside it)."""
+    `raw` (and h2load's request log beside it). A slowloris, if the workload has one, is
+    opened before the tool starts and closed after it ends; its summary ends `raw`."""
+    if not workload.slowloris:
+        return _run_tool(workload, port, seconds, raw)
+    with Slowloris(port, workload.slowloris) as attack:
+        result = _run_tool(workload, port, seconds, raw)
+    with open(raw, "a") as out:
+        out.write(attack.summary() + "\n")
+    return result
+
+
+def _run_tool(workload: Workload, port: int, seconds: float, raw: Path) -> Load:
     if workload.tool == "h2load":
         return _h2load(workload, port, seconds, raw)
     if workload.tool == "h2load-tls":

@@ -181,6 +181,21 @@ def boundary_table(rows: list[Row], workloads: list[Workload]) -> str:
     return table(header, out) if out else "not measured (run with nginx and nginx-split)"
 
 
+def slowloris_table(rows: list[Row], servers: list[str]) -> str:
+    """Each server's hello req/s and p99 without and beside a slowloris (`hello-slowloris`)."""
+    header = ["server", "hello req/s", "beside a slowloris req/s", "kept", "hello p99 ms",
+              "beside a slowloris p99 ms", "errors beside it"]
+    out = []
+    for server in servers:
+        alone, beside = _find(rows, "hello", server), _find(rows, "hello-slowloris", server)
+        if not (alone and beside):
+            continue
+        out.append([server, f"{alone.load.ok_rps:,.0f}", f"{beside.load.ok_rps:,.0f}",
+                    _ratio(beside.load.ok_rps, alone.load.ok_rps), _num(alone.load.p99_ms, 2),
+                    _num(beside.load.p99_ms, 2), f"{beside.load.errors:,}"])
+    return table(header, out) if out else "not measured (run hello and hello-slowloris)"
+
+
 def targets_table(rows: list[Row], density: list[DensityRow]) -> str:
     out = []
 

@@ -13,8 +13,8 @@ from procs import Usage
 
 
 def _row(server: str, requests: int, cpu_s: float, by_name: dict[str, float], fpm_s: float,
-         p99_ms: float = 2.0):
-    workload = next(w for w in load.WORKLOADS if w.key == "hello")
+         p99_ms: float = 2.0, key: str = "hello"):
+    workload = next(w for w in load.WORKLOADS if w.key == key)
     result = load.Load(requests=requests, seconds=10.0, rps=requests / 10, p50_ms=1.0,
                        p99_ms=p99_ms, errors=0)
     usage = Usage(cpu_s=cpu_s, peak_rss_kib=1024, processes=len(by_name), cpu_by_name=by_name)
@@ -69,6 +69,22 @@ class BoundaryTest(unittest.TestCase):
         rps, p99 = _cells(lines[2]), _cells(lines[3])
         self.assertEqual(rps[1:], ["0.80× nginx", "**missed**", "0.90×"])
         self.assertEqual(p99[1:], ["1.50× nginx", "**missed**", "1.25×"])
+
+
+class SlowlorisTest(unittest.TestCase):
+    def test_hello_with_and_without_the_slowloris_per_server(self):
+        rows = [
+            _row("bulkhead", 8_000, 1.0, {}, 0.9, p99_ms=3.0),
+            _row("bulkhead", 6_000, 1.0, {}, 0.9, p99_ms=4.0, key="hello-slowloris"),
+            _row("nginx", 10_000, 1.0, {}, 0.9),
+        ]
+        lines = report.slowloris_table(rows, ["bulkhead", "nginx"]).splitlines()
+        self.assertEqual(len(lines), 3)  # nginx has no slowloris row
+        self.assertEqual(_cells(lines[2]), ["bulkhead", "800", "600", "0.75×", "3.00", "4.00", "0"])
+
+    def test_without_the_workload_says_so(self):
+        text = report.slowloris_table([_row("nginx", 10, 1.0, {}, 0.9)], ["nginx"])
+        self.assertIn("not measured", text)
 
 
 if __name__ == "__main__":

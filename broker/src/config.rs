@@ -9,13 +9,15 @@
 //! - `users`: resolving `user = "name"` through `/etc/passwd`;
 //! - `validate`: every value is checked and *all* problems are collected,
 //!   each with its key path (`app[1].hosts[0]`), using the small checkers in
-//!   `values` (addresses, sizes, durations), `paths`, `hosts` and `secrets`.
+//!   `values` (addresses, sizes, durations), `paths`, `hosts` and `secrets`;
+//!   `client` checks the client-connection timeouts and limits.
 //!
 //! Secrets are read here (an unreadable secret is a configuration error) and
 //! exist only as [`Secret`]s: nothing in this module may print or log a value,
 //! and no problem message quotes one. The caller prints [`ConfigError`], one
 //! problem per line, and exits with [`EXIT_CONFIG`].
 
+mod client;
 mod hosts;
 mod modes;
 mod paths;
@@ -37,7 +39,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use privsep::msg::{AppSpec, Route};
+use privsep::msg::{AppSpec, GatewayLimits, Route};
 use privsep::secret::Secret;
 
 /// Exit status after a configuration error: `EX_USAGE`, as `nginx -t` users expect.
@@ -51,9 +53,11 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 /// Dynamic uids for apps without `user`: systemd's `DynamicUser` range.
 /// How long SIGTERM waits for in-flight requests, in ms (`shutdown_timeout`).
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
-/// The longest wait between two reads of a client's request body, in ms
-/// (`client_body_timeout`, nginx's name and default); then 408.
-pub const DEFAULT_CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
+/// The most request-head bytes `client_max_header_size` may allow: the worker's FastCGI
+/// params must fit 64 KiB.
+pub const MAX_CLIENT_HEADER_SIZE: u64 = 60 * 1024;
+/// The least `client_max_header_size`.
+pub const MIN_CLIENT_HEADER_SIZE: u64 = 1024;
 /// How long an on-demand app's worker may sit idle before it stops, in ms.
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// The most workers one app may have.
@@ -83,8 +87,9 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// How long SIGTERM waits for in-flight requests before stopping everything.
     pub shutdown_timeout_ms: u64,
-    /// The longest wait between two reads of a request body, in ms; then 408.
-    pub client_body_timeout_ms: u64,
+    /// Timeouts and limits of client connections (`client_*_timeout`, `keepalive_timeout`,
+    /// `send_timeout`, `client_max_header_size`, `max_connections*`); defaults are nginx's.
+    pub client: GatewayLimits,
     /// The app whose certificate is served when SNI names no app; `None`: the
     /// first app with `tls`.
     pub default_cert: Option<String>,

@@ -10,7 +10,8 @@
 //! opens no files.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -68,19 +69,32 @@ impl Drop for Reserved<'_> {
     }
 }
 
+/// Tells whether a streamed body ended by `client_body_timeout`: the worker's side then
+/// sees only a reset stream, and the client is owed a 408, not a 502.
+#[derive(Debug, Clone, Default)]
+pub struct Stalled(Arc<AtomicBool>);
+
+impl Stalled {
+    /// Whether the body's timeout fired.
+    pub fn happened(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Reads a small body whole (within `timeout` between reads) when the budget allows;
-/// otherwise wraps it to stream under `timeout`.
+/// otherwise wraps it to stream under `timeout`, reporting a stall to `stalled`.
 pub async fn prepare(
     body: Incoming,
     timeout: Duration,
     budget: &Budget,
+    stalled: &Stalled,
 ) -> Result<RequestBody, BodyError> {
     if body.is_end_stream() {
         return Ok(Either::Left(Full::new(Bytes::new())));
     }
     let small = body.size_hint().exact().filter(|len| *len <= BUFFER_MAX);
     let reserved = small.and_then(|len| budget.reserve(usize::try_from(len).ok()?));
-    let timed = Timed::new(body, timeout);
+    let timed = Timed::new(body, timeout, stalled.clone());
     if reserved.is_none() {
         return Ok(Either::Right(timed));
     }
@@ -94,11 +108,12 @@ pub struct Timed {
     inner: Incoming,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    stalled: Stalled,
 }
 
 impl Timed {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
-        Self { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
+    fn new(inner: Incoming, timeout: Duration, stalled: Stalled) -> Self {
+        Self { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)), stalled }
     }
 }
 
@@ -117,7 +132,10 @@ impl Body for Timed {
                 Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout(this.timeout)))),
+                Poll::Ready(()) => {
+                    this.stalled.0.store(true, Ordering::Relaxed);
+                    Poll::Ready(Some(Err(BodyError::Timeout(this.timeout))))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

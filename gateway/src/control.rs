@@ -20,6 +20,7 @@ use privsep::sandbox::Profile;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::limits::{ConnLimits, Timeouts};
 use crate::server::{self, Serving};
 use crate::{State, tls};
 
@@ -51,20 +52,22 @@ pub fn receive_init(control: &ControlSocket) -> anyhow::Result<Init> {
 pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
     let ctl = control.into_async()?;
     let (need_tx, mut need_rx) = mpsc::unbounded_channel();
-    let body_timeout = Duration::from_millis(init.limits.client_body_timeout_ms);
-    let state = Arc::new(State::new(need_tx, body_timeout));
+    let limits = &init.limits;
+    let body_timeout = Duration::from_millis(limits.client_body_timeout_ms);
+    let state = Arc::new(State::new(need_tx, body_timeout, limits.max_header_bytes));
     wait_for_start(&ctl, &state).await?;
     let (stop_tx, stop) = watch::channel(false);
     let (alive, mut all_done) = mpsc::channel(1);
+    let timeouts = Timeouts::from(limits);
     let serving = Serving {
-        builder: server::builder(init.limits.max_header_bytes),
+        builder: server::builder(limits.max_header_bytes, timeouts.header),
         stop,
         alive,
-        limits: crate::limits::ConnLimits::new(
-            crate::limits::MAX_CONNECTIONS,
-            crate::limits::MAX_CONNECTIONS_PER_CLIENT,
+        limits: ConnLimits::new(
+            limits.max_connections as usize,
+            limits.max_connections_per_client as usize,
         ),
-        timeouts: crate::limits::DEFAULT_TIMEOUTS,
+        timeouts,
     };
     for fd in init.listeners {
         tokio::spawn(server::serve(tcp_listener(fd)?, state.clone(), serving.clone(), None));

@@ -10,6 +10,8 @@
 //! - [`routes`]: Host → app.
 //! - [`channels`]: HTTP/2 client connections to workers, per app.
 //! - [`server`]: accept loops, the HTTP/1.1 + HTTP/2 connection builder, graceful stop.
+//! - [`limits`]: connection limits and nginx's connection timeouts.
+//! - [`linger`]: lingering close, so a client still sending reads the last answer.
 //! - [`body`]: request bodies: small ones read whole first, others under `client_body_timeout`.
 //! - [`proxy`]: one request: route, clean headers, forward, answer errors.
 //! - [`tls`]: certificates by SNI, the rustls configuration, HTTPS redirects and HSTS.
@@ -21,6 +23,7 @@ pub mod body;
 pub mod channels;
 pub mod control;
 pub mod limits;
+pub mod linger;
 pub mod proxy;
 pub mod routes;
 pub mod server;
@@ -57,13 +60,19 @@ pub struct State {
     asked: Mutex<HashMap<String, Instant>>,
     /// The longest wait between two reads of a request body (`client_body_timeout`).
     pub client_body_timeout: Duration,
+    /// The most bytes of a request head (`client_max_header_size`); more gets 431.
+    pub max_header_bytes: usize,
     /// Bytes of request bodies read whole, across every request.
     pub body_budget: body::Budget,
 }
 
 impl State {
     /// State whose channel requests go to `to_broker`.
-    pub fn new(to_broker: mpsc::UnboundedSender<ToBroker>, client_body_timeout: Duration) -> Self {
+    pub fn new(
+        to_broker: mpsc::UnboundedSender<ToBroker>,
+        client_body_timeout: Duration,
+        max_header_bytes: usize,
+    ) -> Self {
         Self {
             routes: RwLock::default(),
             channels: channels::Channels::new(to_broker.clone()),
@@ -71,6 +80,7 @@ impl State {
             to_broker,
             asked: Mutex::default(),
             client_body_timeout,
+            max_header_bytes,
             body_budget: body::Budget::default(),
         }
     }

@@ -20,20 +20,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use privsep::msg::GatewayLimits;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tracing::warn;
-
-/// Connections open at once (nginx's `worker_connections` is 512 to 1024 a worker).
-pub const MAX_CONNECTIONS: usize = 16_384;
-/// Connections open at once from one client address.
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = 4_096;
-/// nginx's defaults: `client_header_timeout 60s`, `keepalive_timeout 75s`, `send_timeout 60s`.
-pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
-    header: Duration::from_secs(60),
-    keepalive: Duration::from_secs(75),
-    send: Duration::from_secs(60),
-};
 
 /// The least time between two log lines about refused connections.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -44,6 +34,16 @@ pub struct Timeouts {
     pub header: Duration,
     pub keepalive: Duration,
     pub send: Duration,
+}
+
+impl From<&GatewayLimits> for Timeouts {
+    fn from(limits: &GatewayLimits) -> Self {
+        Self {
+            header: Duration::from_millis(limits.client_header_timeout_ms),
+            keepalive: Duration::from_millis(limits.keepalive_timeout_ms),
+            send: Duration::from_millis(limits.send_timeout_ms),
+        }
+    }
 }
 
 /// Why [`watchdog`] ends a connection.
@@ -159,6 +159,11 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
         })
+    }
+
+    /// When the connection was accepted.
+    pub fn started(&self) -> Instant {
+        self.epoch
     }
 
     fn now_ms(&self) -> u64 {

@@ -47,6 +47,8 @@ pub enum ProxyError {
     Worker(#[source] hyper::Error),
     #[error("the request body did not arrive")]
     Body(#[source] BodyError),
+    #[error("the request head has {len} bytes, more than client_max_header_size ({limit})")]
+    HeadTooLarge { len: usize, limit: usize },
 }
 
 impl ProxyError {
@@ -58,6 +60,7 @@ impl ProxyError {
             Self::NoWorker | Self::Worker(_) => StatusCode::BAD_GATEWAY,
             Self::Body(BodyError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Self::Body(BodyError::Client(_)) => StatusCode::BAD_REQUEST,
+            Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -73,13 +76,31 @@ impl ProxyError {
     }
 }
 
-/// Serves one request; never fails at the HTTP level.
+/// Serves one request; never fails at the HTTP level. An HTTP/1.x request whose head is
+/// too large is answered and its connection closed, as hyper does for larger ones; an
+/// HTTP/2 stream is answered alone.
 pub async fn handle(
     state: Arc<State>,
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(forward(&state, conn, req).await.unwrap_or_else(ProxyError::into_response))
+    let version = req.version();
+    Ok(forward(&state, conn, req).await.unwrap_or_else(|e| {
+        let close = matches!(e, ProxyError::HeadTooLarge { .. }) && version < Version::HTTP_2;
+        let mut resp = e.into_response();
+        if close {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }))
+}
+
+/// The size of a request head as HTTP/1.1 writes it: request line, then `name: value`
+/// lines (HTTP/2 pseudo-headers count as the request line).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let fields: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    line + fields
 }
 
 async fn forward(
@@ -87,17 +108,28 @@ async fn forward(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
+    let (len, limit) = (head_size(&req), state.max_header_bytes);
+    if len > limit {
+        return Err(ProxyError::HeadTooLarge { len, limit });
+    }
     let host = request_host(&req).ok_or(ProxyError::NoHost)?.to_ascii_lowercase();
     let app = state.app_at(&host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
     let (parts, incoming) = rewrite(req, &host, conn)?.into_parts();
-    let body = body::prepare(incoming, state.client_body_timeout, &state.body_budget)
+    let stalled = body::Stalled::default();
+    let body = body::prepare(incoming, state.client_body_timeout, &state.body_budget, &stalled)
         .await
         .map_err(ProxyError::Body)?;
     let req = Request::from_parts(parts, body);
-    let mut resp = send(state, &app, req).await?;
+    let mut resp = match send(state, &app, req).await {
+        // The client stalled its streamed body: its fault, not the worker's.
+        Err(ProxyError::Worker(_)) if stalled.happened() => {
+            return Err(ProxyError::Body(BodyError::Timeout(state.client_body_timeout)));
+        }
+        resp => resp?,
+    };
     if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
         resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
@@ -263,5 +295,14 @@ mod tests {
         assert_eq!(ProxyError::UnknownHost.status(), StatusCode::MISDIRECTED_REQUEST);
         assert_eq!(ProxyError::NoHost.status(), StatusCode::BAD_REQUEST);
         assert_eq!(ProxyError::NoWorker.status(), StatusCode::BAD_GATEWAY);
+        let large = ProxyError::HeadTooLarge { len: 2, limit: 1 };
+        assert_eq!(large.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn head_size_counts_the_request_line_and_every_field() {
+        let req = Request::get("/abc").header("x-a", "12345").body(()).expect("a request");
+        // "GET /abc HTTP/1.1\r\n" + "x-a: 12345\r\n"
+        assert_eq!(head_size(&req), 3 + 4 + 12 + 3 + 5 + 4);
     }
 }

@@ -6,8 +6,10 @@
 //! bounded here; everything about a request's meaning is [`crate::proxy`]'s.
 //! On shutdown the accept loops stop and every connection finishes its
 //! in-flight requests (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`); an idle
-//! connection is closed at once. Connection limits and timeouts are
-//! [`crate::limits`]'s: a connection over a limit is closed unread.
+//! connection and a TLS handshake in progress are closed at once. Connection
+//! limits and timeouts are [`crate::limits`]'s: a connection over a limit is
+//! closed unread. A connection the gateway ends lingers ([`crate::linger`]) so
+//! the client reads its last answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +24,14 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::State;
-use crate::limits::{self, ConnLimits, Timeouts, Watched};
+use crate::limits::{self, Activity, ConnLimits, Timeouts, Watched};
+use crate::linger::{self, Shared};
 use crate::proxy::{self, ConnInfo};
 
-/// How long a client may take to send a request head once it began (slowloris bound);
-/// the whole wait for a first request is `client_header_timeout`.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most bytes of an HTTP/2 header list the protocol layer takes: larger ones get its
+/// own 431; smaller ones past `client_max_header_size` get the gateway's 431
+/// ([`crate::proxy`]), the connection serving on either way.
+pub const H2_MAX_HEADER_LIST: u32 = 1024 * 1024;
 /// Pause after a failed `accept` (for example EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -44,16 +48,18 @@ pub struct Serving {
     pub timeouts: Timeouts,
 }
 
-/// The shared connection builder, configured once.
-pub fn builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
+/// The shared connection builder, configured once: an HTTP/1.1 head must arrive whole
+/// within `client_header_timeout` and fit `client_max_header_size` (hyper's buffer cannot
+/// be under 8 KiB: [`crate::proxy`] checks smaller limits).
+pub fn builder(max_header_bytes: usize, header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(max_header_bytes.max(8192));
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(H2_MAX_HEADER_LIST)
         .max_concurrent_streams(256);
     b
 }
@@ -79,10 +85,12 @@ pub async fn serve(
                 let info = ConnInfo { peer, local, scheme };
                 let (state, serving) = (state.clone(), serving.clone());
                 let tls = tls.clone();
+                // Timeouts count from the accept, a TLS handshake included.
+                let activity = limits::Activity::new();
                 tokio::spawn(async move {
                     match tls {
-                        None => serve_conn(stream, info, state, serving).await,
-                        Some(tls) => serve_tls(tls, stream, info, state, serving).await,
+                        None => serve_conn(stream, info, activity, state, serving).await,
+                        Some(tls) => serve_tls(tls, stream, info, activity, state, serving).await,
                     }
                     drop(permit);
                 });
@@ -95,26 +103,67 @@ pub async fn serve(
     }
 }
 
-/// Completes the TLS handshake (signing through the keyholder), then serves.
+/// Completes the TLS handshake (signing through the keyholder) within
+/// `client_header_timeout`, then serves; a handshake in progress is dropped on shutdown.
 async fn serve_tls(
     tls: TlsAcceptor,
     stream: tokio::net::TcpStream,
     info: ConnInfo,
+    activity: Arc<Activity>,
     state: Arc<State>,
-    serving: Serving,
+    mut serving: Serving,
 ) {
-    match tokio::time::timeout(serving.timeouts.header, tls.accept(stream)).await {
-        Ok(Ok(stream)) => serve_conn(stream, info, state, serving).await,
+    let deadline = activity.started() + serving.timeouts.header;
+    let handshake = tokio::time::timeout_at(deadline, tls.accept(stream));
+    let done = tokio::select! {
+        done = handshake => done,
+        () = stopped(&mut serving.stop) => return,
+    };
+    match done {
+        Ok(Ok(stream)) => serve_conn(stream, info, activity, state, serving).await,
         Ok(Err(e)) => debug!(peer = %info.peer, cause = %e, "TLS handshake failed"),
         Err(_) => debug!(peer = %info.peer, "TLS handshake timed out"),
     }
 }
 
-async fn serve_conn<S>(stream: S, info: ConnInfo, state: Arc<State>, mut serving: Serving)
+/// Serves HTTP on `stream`, then lets a connection the protocol ended linger.
+async fn serve_conn<S>(
+    stream: S,
+    info: ConnInfo,
+    activity: Arc<Activity>,
+    state: Arc<State>,
+    mut serving: Serving,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = Shared::new(stream);
+    if !serve_http(shared.clone(), info, activity, state, &mut serving).await {
+        return;
+    }
+    // The protocol code is done with the stream: the client gets to read its last answer.
+    let Some(mut stream) = shared.into_inner() else { return };
+    tokio::select! {
+        discarded = linger::linger(&mut stream) => {
+            if discarded > 0 {
+                debug!(peer = %info.peer, discarded, "discarded unread request bytes before closing");
+            }
+        }
+        () = stopped(&mut serving.stop) => {}
+    }
+}
+
+/// Serves requests until the connection ends; `true` if it ended by the protocol (not by
+/// a timeout or shutdown), when it should linger.
+async fn serve_http<S>(
+    stream: Shared<S>,
+    info: ConnInfo,
+    activity: Arc<Activity>,
+    state: Arc<State>,
+    serving: &mut Serving,
+) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = limits::Activity::new();
     let seen = Arc::clone(&activity);
     let svc = service_fn(move |req| {
         let (state, guard) = (state.clone(), seen.request());
@@ -131,24 +180,31 @@ where
     let result = tokio::select! {
         result = conn.as_mut() => result,
         expired = watchdog.as_mut() => {
-            return debug!(peer = %info.peer, ?expired, "client connection timed out; closing it");
+            debug!(peer = %info.peer, ?expired, "client connection timed out; closing it");
+            return false;
         }
         () = stopped(&mut serving.stop) => {
             if activity.idle() {
-                return;
+                return false;
             }
             conn.as_mut().graceful_shutdown();
             tokio::select! {
-                result = conn.as_mut() => result,
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        debug!(peer = %info.peer, cause = %e, "client connection ended with an error");
+                    }
+                }
                 expired = watchdog.as_mut() => {
-                    return debug!(peer = %info.peer, ?expired, "client connection timed out while draining");
+                    debug!(peer = %info.peer, ?expired, "client connection timed out while draining");
                 }
             }
+            return false;
         }
     };
     if let Err(e) = result {
         debug!(peer = %info.peer, cause = %e, "client connection ended with an error");
     }
+    true
 }
 
 /// Completes once the stop flag is set (or its sender is gone).

@@ -217,21 +217,43 @@ impl std::fmt::Debug for KeyBytes {
     }
 }
 
-/// Limits the gateway enforces on client traffic.
+/// Limits the gateway enforces on client traffic (nginx's names in each field's doc).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct GatewayLimits {
-    /// The most bytes of request headers (names + values) accepted; more gets 431.
+    /// The most bytes of a request head (`client_max_header_size`; nginx's
+    /// `large_client_header_buffers`); more gets 431.
     pub max_header_bytes: usize,
     /// The longest wait between two reads of a request body (nginx's
     /// `client_body_timeout`), in ms; then 408 Request Timeout.
-    #[serde(default = "default_client_body_timeout_ms")]
     pub client_body_timeout_ms: u64,
+    /// How long a connection may take to begin its first request, TLS handshake
+    /// included (`client_header_timeout`), in ms.
+    pub client_header_timeout_ms: u64,
+    /// How long a connection without a request in progress may stay idle
+    /// (`keepalive_timeout`), in ms.
+    pub keepalive_timeout_ms: u64,
+    /// How long a client may take no response byte (`send_timeout`), in ms.
+    pub send_timeout_ms: u64,
+    /// Client connections open at once (nginx's `worker_connections`).
+    pub max_connections: u32,
+    /// Client connections open at once from one address (nginx's `limit_conn`).
+    pub max_connections_per_client: u32,
 }
 
-/// What an `Init` without `client_body_timeout_ms` means: 60 s, nginx's default.
-pub fn default_client_body_timeout_ms() -> u64 {
-    60_000
+impl Default for GatewayLimits {
+    /// nginx's defaults where nginx has one.
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 60 * 1024,
+            client_body_timeout_ms: 60_000,
+            client_header_timeout_ms: 60_000,
+            keepalive_timeout_ms: 75_000,
+            send_timeout_ms: 60_000,
+            max_connections: 16_384,
+            max_connections_per_client: 4_096,
+        }
+    }
 }
 
 /// Host patterns routed to one app: exact names or `*.suffix` wildcards, lower case.
@@ -471,7 +493,7 @@ mod tests {
         let init = ToGateway::Init {
             listeners: 2,
             tls_listeners: 1,
-            limits: GatewayLimits { max_header_bytes: 1, client_body_timeout_ms: 1 },
+            limits: GatewayLimits { max_header_bytes: 1, ..GatewayLimits::default() },
             sandbox: Profile::default(),
         };
         assert_eq!(init.fds(), 3);

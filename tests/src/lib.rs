@@ -37,6 +37,7 @@ pub mod load;
 pub mod net;
 pub mod php;
 pub mod php_fpm;
+pub mod probe;
 pub mod procfs;
 pub mod rigged;
 pub mod stack;

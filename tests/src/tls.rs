@@ -151,7 +151,8 @@ pub struct TlsWorld {
 
 impl TlsWorld {
     /// Starts Bulkhead with one app per `(name, key type)`; `extra` lines go into each app,
-    /// except those starting `tls:`, whose rest goes into each app's `tls` table.
+    /// except those starting `tls:`, whose rest goes into each app's `tls` table, and those
+    /// starting `top:`, whose rest goes to the top level.
     pub fn start(apps: &[(&str, KeyType)], extra: &[&str]) -> Self {
         let dir = crate::temp_dir();
         let root = dir.path().join("root");
@@ -256,6 +257,10 @@ fn config(
     let mut out =
         format!("listen = [{}]\nlisten_tls = [{}]\n", q(&http.to_string()), q(&https.to_string()));
     out.push_str(&format!("control_socket = {}\n", q(&dir.join("control.sock").to_string_lossy())));
+    for line in extra.iter().filter_map(|l| l.strip_prefix("top:")) {
+        out.push_str(line.trim());
+        out.push('\n');
+    }
     let tls_extra: String = extra
         .iter()
         .filter_map(|l| l.strip_prefix("tls:"))
@@ -272,7 +277,7 @@ fn config(
             q(&c.cert.to_string_lossy()),
             q(&c.key.to_string_lossy()),
         ));
-        for line in extra.iter().filter(|l| !l.starts_with("tls:")) {
+        for line in extra.iter().filter(|l| !l.starts_with("tls:") && !l.starts_with("top:")) {
             out.push_str(line);
             out.push('\n');
         }

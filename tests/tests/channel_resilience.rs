@@ -9,12 +9,10 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bulkhead_tests::{AppPlan, Client, Proto, Stack, StackOptions};
+use bulkhead_tests::probe::{Probe, h2_frame as frame, h2_get_block, h2_preface};
+use bulkhead_tests::{AppPlan, Proto, Stack, StackOptions};
 use nix::sys::socket::{setsockopt, sockopt};
 
 const VICTIM: &str = "victim.localhost";
@@ -32,67 +30,6 @@ fn stack() -> Stack {
         AppPlan::new("victim").file("echo.php", ECHO).file("static.txt", "static-ok"),
         AppPlan::new("other").file("echo.php", ECHO),
     ])
-}
-
-/// One probe thread's result: its target, its failures word for word, its latencies.
-type Probed = (String, Vec<String>, Vec<Duration>);
-
-/// Sequential requests from one client per target until stopped.
-struct Probe {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Probed>>,
-}
-
-impl Probe {
-    /// One thread per `(host, path, expected body)`, each with its own keep-alive client.
-    fn start(stack: &Stack, targets: &[(&str, &str, &str)]) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = targets
-            .iter()
-            .map(|(host, path, expect)| {
-                let (host, path, expect) = (host.to_string(), path.to_string(), expect.to_string());
-                let client = stack.client(Proto::Http1);
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || probe(&client, &host, &path, &expect, &stop))
-            })
-            .collect();
-        Self { stop, threads }
-    }
-
-    /// Stops every thread; prints each one's p99 and returns every failure.
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut failures = Vec::new();
-        for thread in self.threads {
-            let (name, failed, mut latencies) = thread.join().expect("a probe thread panicked");
-            latencies.sort();
-            let p99 = latencies.get(latencies.len() * 99 / 100).copied().unwrap_or_default();
-            let max = latencies.last().copied().unwrap_or_default();
-            println!(
-                "{name}: {} requests, {} failed, p99 {p99:?}, max {max:?}",
-                latencies.len() + failed.len(),
-                failed.len()
-            );
-            failures.extend(failed);
-        }
-        failures
-    }
-}
-
-fn probe(client: &Client, host: &str, path: &str, expect: &str, stop: &AtomicBool) -> Probed {
-    let (mut failures, mut latencies) = (Vec::new(), Vec::new());
-    let started = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let sent = Instant::now();
-        match client.send(client.request(reqwest::Method::GET, host, path)) {
-            Ok(reply) if reply.status == 200 && reply.text() == expect => {
-                latencies.push(sent.elapsed());
-            }
-            Ok(reply) => failures.push(format!("{:?} {host}{path}: {reply:?}", started.elapsed())),
-            Err(err) => failures.push(format!("{:?} {host}{path}: {err:?}", started.elapsed())),
-        }
-    }
-    (format!("{host}{path}"), failures, latencies)
 }
 
 /// `n` connections that each send a request and are then reset at once (`SO_LINGER` 0).
@@ -113,14 +50,8 @@ fn http1_abort_burst(addr: SocketAddr, n: usize) {
 /// One h2c connection: `streams` HEADERS in one write, then as many RST_STREAM in a second.
 fn h2c_reset_burst(addr: SocketAddr, streams: u32) {
     let Ok(mut conn) = TcpStream::connect(addr) else { return };
-    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    frame(&mut opening, 0x4, 0, 0, &[]);
-    let mut block = vec![0x82, 0x86];
-    for (index, value) in [(0x04, "/echo.php"), (0x01, VICTIM)] {
-        block.push(index);
-        block.push(u8::try_from(value.len()).expect("a short header value"));
-        block.extend_from_slice(value.as_bytes());
-    }
+    let mut opening = h2_preface();
+    let block = h2_get_block(VICTIM, "/echo.php");
     let ids: Vec<u32> = (0..streams).map(|n| 2 * n + 1).collect();
     for id in &ids {
         frame(&mut opening, 0x1, 0x5, *id, &block);
@@ -132,15 +63,6 @@ fn h2c_reset_burst(addr: SocketAddr, streams: u32) {
     if conn.write_all(&opening).is_ok() {
         let _ = conn.write_all(&resets);
     }
-}
-
-/// Appends one HTTP/2 frame (RFC 9113 §4.1).
-fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).expect("a small frame");
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(&[kind, flags]);
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
 }
 
 /// Runs `burst` [`BURSTS`] times while probing both apps; asserts no probe failed and
@@ -235,14 +157,9 @@ fn stalled_http1_upload(addr: SocketAddr) -> Option<TcpStream> {
 /// One h2c connection with `streams` uploads that declare 1000 bytes and send 10.
 fn stalled_h2c_uploads(addr: SocketAddr, streams: u32) -> Option<TcpStream> {
     let mut conn = TcpStream::connect(addr).ok()?;
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    frame(&mut out, 0x4, 0, 0, &[]);
-    let mut block = vec![0x83, 0x86];
-    for (index, value) in [(0x04, "/echo.php"), (0x01, VICTIM)] {
-        block.push(index);
-        block.push(u8::try_from(value.len()).expect("a short header value"));
-        block.extend_from_slice(value.as_bytes());
-    }
+    let mut out = h2_preface();
+    let mut block = h2_get_block(VICTIM, "/echo.php");
+    block[0] = 0x83; // :method POST
     // content-length: literal without indexing, static name index 28.
     block.extend_from_slice(&[0x0f, 28 - 15, 4]);
     block.extend_from_slice(b"1000");

@@ -2,7 +2,9 @@
 //! `http/1.1` (curl, h2load, a rustls client); the gateway's memory holds no form of a
 //! private key after 1000 handshakes while the keyholder's does; killing the keyholder
 //! fails new handshakes only briefly and leaves an established HTTP/2 connection working;
-//! per-app redirects, HSTS and certificate reload.
+//! per-app redirects, HSTS and certificate reload. A TLS handshake that stalls is closed
+//! after `client_header_timeout`, and ten of them do not hold up a shutdown; an idle h2
+//! connection is closed after `keepalive_timeout`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -262,4 +264,71 @@ fn a_tls13_only_app_refuses_tls12_clients_and_the_keyholder_is_never_asked() {
     assert_eq!(status["restarts"].as_u64(), Some(0), "status: {status}");
     let log = world.bulkhead.log();
     assert!(!log.contains("keyholder channel failed"), "{log}");
+}
+
+/// A TCP connection to the HTTPS port that sends the start of a ClientHello and stalls.
+fn stalled_handshake(world: &TlsWorld) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(world.https).expect("connecting");
+    // A TLS record header announcing a 512-byte handshake message, and 4 bytes of it.
+    conn.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01]).expect("sending");
+    conn
+}
+
+#[test]
+fn a_stalled_tls_handshake_is_closed_after_client_header_timeout() {
+    use std::io::Read;
+    let world = TlsWorld::start(&APPS, &["top: client_header_timeout = \"2s\""]);
+    let mut conn = stalled_handshake(&world);
+    let started = Instant::now();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).expect("setting a read timeout");
+    let mut buf = [0; 64];
+    let read = conn.read(&mut buf);
+    let took = started.elapsed();
+    println!("a stalled TLS handshake: {read:?} after {took:?}");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+    let (ok, body, log) = world.curl(&world.certs[0].host, "/index.html", &[]);
+    assert!(ok && body == "hello over tls\n", "{log}");
+}
+
+#[test]
+fn sigterm_with_ten_stalled_tls_handshakes_exits_at_once() {
+    let mut world = TlsWorld::start(&APPS, &["top: shutdown_timeout = \"30s\""]);
+    let stalled: Vec<_> = (0..10).map(|_| stalled_handshake(&world)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    world.bulkhead.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = world.bulkhead.wait_exit(Duration::from_secs(40));
+    let took = signalled.elapsed();
+    println!(
+        "SIGTERM with {} stalled TLS handshakes: exit {status:?} after {took:?}",
+        stalled.len()
+    );
+    assert_eq!(status.expect("the broker did not exit").code(), Some(0));
+    assert!(took < Duration::from_secs(10), "stalled handshakes held the shutdown for {took:?}");
+}
+
+#[test]
+fn an_idle_h2_connection_over_tls_is_closed_after_keepalive_timeout() {
+    let world = TlsWorld::start(&APPS, &["top: keepalive_timeout = \"2s\""]);
+    let host = world.certs[0].host.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let took = rt.block_on(async {
+        let mut sender = h2_connect(&world, &host).await;
+        assert_eq!(get(&mut sender, &host).await, 200);
+        let idle_since = Instant::now();
+        while !sender.is_closed() && idle_since.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        idle_since.elapsed()
+    });
+    println!("an idle h2 connection over TLS: closed after {took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
 }

@@ -36,6 +36,18 @@ pub(super) struct RawTop {
     pub shutdown_timeout: Option<String>,
     /// The longest wait between two reads of a request body, e.g. `"60s"`.
     pub client_body_timeout: Option<String>,
+    /// How long a connection may take to begin its first request.
+    pub client_header_timeout: Option<String>,
+    /// How long an idle connection is kept.
+    pub keepalive_timeout: Option<String>,
+    /// How long a client may take no response byte.
+    pub send_timeout: Option<String>,
+    /// The most bytes of a request head, e.g. `"32K"`.
+    pub client_max_header_size: Option<String>,
+    /// Client connections open at once.
+    pub max_connections: Option<u32>,
+    /// Client connections open at once from one address.
+    pub max_connections_per_client: Option<u32>,
     /// CIDR blocks whose X-Forwarded-For/-Proto headers the workers believe.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,

@@ -427,13 +427,39 @@ fn client_body_timeout_defaults_to_nginx_s_and_refuses_zero() {
     let fx = Fixture::new();
     let blog = app("blog", "blog.localhost");
     let config = fx.parse(&format!("{LISTEN}{blog}")).expect("valid config");
-    assert_eq!(config.client_body_timeout_ms, crate::config::DEFAULT_CLIENT_BODY_TIMEOUT_MS);
+    assert_eq!(config.client.client_body_timeout_ms, 60_000);
     let config =
         fx.parse(&format!("{LISTEN}client_body_timeout = \"5s\"\n{blog}")).expect("valid config");
-    assert_eq!(config.client_body_timeout_ms, 5_000);
+    assert_eq!(config.client.client_body_timeout_ms, 5_000);
     for bad in ["0s", "soon"] {
         let problems = fx.problems(&format!("{LISTEN}client_body_timeout = \"{bad}\"\n{blog}"));
         assert!(problems.iter().any(|p| p.starts_with("client_body_timeout:")), "{problems:?}");
+    }
+}
+
+#[test]
+fn client_connection_keys_default_to_nginx_s_and_are_checked() {
+    let fx = Fixture::new();
+    let blog = app("blog", "blog.localhost");
+    let config = fx.parse(&format!("{LISTEN}{blog}")).expect("valid config");
+    assert_eq!(config.client, privsep::msg::GatewayLimits::default());
+    assert_eq!(config.client.keepalive_timeout_ms, 75_000);
+    let top = "client_header_timeout = \"2s\"\nkeepalive_timeout = \"3s\"\nsend_timeout = \"4s\"\n\
+               client_max_header_size = \"8K\"\nmax_connections = 10\nmax_connections_per_client = 3\n";
+    let c = fx.parse(&format!("{LISTEN}{top}{blog}")).expect("valid config").client;
+    assert_eq!(
+        (c.client_header_timeout_ms, c.keepalive_timeout_ms, c.send_timeout_ms),
+        (2_000, 3_000, 4_000)
+    );
+    assert_eq!(
+        (c.max_header_bytes, c.max_connections, c.max_connections_per_client),
+        (8192, 10, 3)
+    );
+    let bad = "send_timeout = \"0s\"\nclient_max_header_size = \"1M\"\nmax_connections = 2\n\
+               max_connections_per_client = 3\n";
+    let problems = fx.problems(&format!("{LISTEN}{bad}{blog}"));
+    for key in ["send_timeout:", "client_max_header_size:", "max_connections_per_client:"] {
+        assert!(problems.iter().any(|p| p.starts_with(key)), "{key} {problems:?}");
     }
 }
 

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use privsep::msg::{self, AppSpec, Backend, Cidr, CodecError, ToGateway, ToWorker, WorkerInit};
+use privsep::msg::{self, AppSpec, Backend, Cidr, CodecError, GatewayLimits, ToGateway};
+use privsep::msg::{ToWorker, WorkerInit};
 use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use zeroize::Zeroize;
 
-use super::DEFAULT_CLIENT_BODY_TIMEOUT_MS;
 use super::hosts::{self, Claims};
 use super::raw::{
     HstsValue, RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue,
@@ -22,7 +22,7 @@ use super::raw::{
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
 use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_KEEPALIVE, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
-use super::{paths, secrets, users, values};
+use super::{client, paths, secrets, users, values};
 
 /// What every app's checks may consult.
 struct Context<'a> {
@@ -45,7 +45,7 @@ struct Top {
     sandbox: SandboxConfig,
     control_socket: Option<PathBuf>,
     shutdown_timeout_ms: u64,
-    client_body_timeout_ms: u64,
+    client: GatewayLimits,
     trusted_proxies: Vec<Cidr>,
     default_cert: Option<String>,
     tls_signatures_per_second: u32,
@@ -71,7 +71,7 @@ pub(super) fn config(
         sandbox,
         control_socket,
         shutdown_timeout_ms,
-        client_body_timeout_ms,
+        client,
         trusted_proxies,
         default_cert,
         tls_signatures_per_second,
@@ -90,7 +90,7 @@ pub(super) fn config(
         secret_files,
         control_socket,
         shutdown_timeout_ms,
-        client_body_timeout_ms,
+        client,
         default_cert,
         tls_signatures_per_second,
     })
@@ -143,6 +143,7 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
     if raw.listen.is_empty() && raw.listen_tls.is_empty() {
         p.push("listen", "at least one listener is required (listen or listen_tls)");
     }
+    let client = client::limits(&raw, p);
     let sandbox = sandbox(raw.sandbox, p);
     let control_socket =
         optional(p, "control_socket".into(), raw.control_socket.as_deref(), |path| {
@@ -151,10 +152,6 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
     let shutdown_timeout_ms = match &raw.shutdown_timeout {
         None => Some(DEFAULT_SHUTDOWN_TIMEOUT_MS),
         Some(text) => p.take(String::from("shutdown_timeout"), values::duration_ms(text)),
-    };
-    let client_body_timeout_ms = match &raw.client_body_timeout {
-        None => Some(DEFAULT_CLIENT_BODY_TIMEOUT_MS),
-        Some(text) => p.take(String::from("client_body_timeout"), positive_ms(text)),
     };
     let trusted_proxies = list(p, "trusted_proxies", &raw.trusted_proxies, |c| Cidr::parse(c));
     let signatures = match raw.tls_signatures_per_second {
@@ -173,20 +170,11 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         sandbox: sandbox?,
         control_socket: control_socket?,
         shutdown_timeout_ms: shutdown_timeout_ms?,
-        client_body_timeout_ms: client_body_timeout_ms?,
+        client: client?,
         trusted_proxies: trusted_proxies?,
         default_cert: raw.default_cert,
         tls_signatures_per_second: signatures?,
     })
-}
-
-/// A duration of at least 1 ms.
-fn positive_ms(text: &str) -> Result<u64, String> {
-    let ms = values::duration_ms(text)?;
-    if ms == 0 {
-        return Err(format!("{text:?}: must be at least 1ms"));
-    }
-    Ok(ms)
 }
 
 /// The highest `tls_signatures_per_second` (far above what one core can sign).

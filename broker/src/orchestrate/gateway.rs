@@ -7,10 +7,10 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
-use privsep::msg::{GatewayLimits, ToGateway};
+use privsep::msg::ToGateway;
 use tracing::{error, warn};
 
-use super::{Broker, Event, MAX_HEADER_BYTES};
+use super::{Broker, Event};
 use crate::admin::ChildStatus;
 use crate::profiles;
 use crate::supervise::{self, ChildId, Control};
@@ -70,10 +70,7 @@ impl Broker {
         let init = ToGateway::Init {
             listeners: u8::try_from(fds.len())?,
             tls_listeners: u8::try_from(tls.len())?,
-            limits: GatewayLimits {
-                max_header_bytes: MAX_HEADER_BYTES,
-                client_body_timeout_ms: self.config.client_body_timeout_ms,
-            },
+            limits: self.config.client.clone(),
             sandbox: profiles::gateway(&self.config),
         };
         fds.extend(tls);

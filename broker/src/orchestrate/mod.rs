@@ -34,9 +34,6 @@ use crate::config::Config;
 use crate::supervise::{self, Backoff, ChildId};
 use crate::systemd;
 
-/// The most request-header bytes the gateway accepts (FastCGI params must fit 64 KiB).
-pub const MAX_HEADER_BYTES: usize = 60 * 1024;
-
 /// Something the broker's loop must react to.
 #[derive(Debug)]
 pub enum Event {
