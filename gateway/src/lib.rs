@@ -11,6 +11,7 @@
 //! - [`channels`]: HTTP/2 client connections to workers, per app.
 //! - [`server`]: accept loops, the HTTP/1.1 + HTTP/2 connection builder, graceful stop.
 //! - [`body`]: request bodies: small ones read whole first, others under `client_body_timeout`.
+//! - [`framing`]: what a request head must be to be routed (Transfer-Encoding, Host, target form).
 //! - [`proxy`]: one request: route, clean headers, forward, answer errors.
 //! - [`tls`]: certificates by SNI, the rustls configuration, HTTPS redirects and HSTS.
 //! - [`tls_keyholder`]: the signing key that asks the keyholder, with a deadline.
@@ -20,6 +21,7 @@
 pub mod body;
 pub mod channels;
 pub mod control;
+pub mod framing;
 pub mod limits;
 pub mod proxy;
 pub mod routes;
@@ -85,6 +87,11 @@ impl State {
     pub fn app_at(&self, host: &str, path: &str) -> Option<String> {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes.route(host, path).map(str::to_owned)
+    }
+
+    /// The longest request body `app` accepts, if the gateway knows it.
+    pub fn max_body(&self, app: &str) -> Option<u64> {
+        self.routes.read().unwrap_or_else(PoisonError::into_inner).max_body(app)
     }
 
     /// A channel to `app`; without one, waits a bounded time for one (a restarting worker),

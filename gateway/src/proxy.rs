@@ -5,6 +5,9 @@
 //! ([`privsep::wire::PREFIX`]), adds the connection facts, and forwards the
 //! request over one of the app's channels. It reads a small body whole before
 //! that (see [`crate::body`]) but never looks inside it, and never opens anything: errors are answered here with a status and a reason.
+//! A request whose framing or target [`crate::framing`] refuses, or whose body fails
+//! on the client's side, is the client's fault: 400 (501, 408, 413) with a log line
+//! naming the client, and over HTTP/1 the connection is closed after the answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,10 +19,11 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use privsep::wire;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::State;
-use crate::body::{self, BodyError, RequestBody};
+use crate::body::{self, BodyError, Fault, Reading, RequestBody};
+use crate::framing::{self, Refusal};
 
 /// What the gateway sends back: a worker's streamed body, or its own short answer.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -35,8 +39,8 @@ pub struct ConnInfo {
 /// Why the gateway answers a request itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("the request has no Host")]
-    NoHost,
+    #[error("the request is not framed or addressed acceptably: {0}")]
+    Framing(#[from] Refusal),
     #[error("the Host is not a valid authority")]
     BadHost,
     #[error("no application is configured for this host")]
@@ -53,15 +57,23 @@ impl ProxyError {
     /// The one place where gateway errors become HTTP statuses.
     fn status(&self) -> StatusCode {
         match self {
-            Self::NoHost | Self::BadHost => StatusCode::BAD_REQUEST,
+            Self::Framing(refusal) => refusal.status(),
+            Self::BadHost => StatusCode::BAD_REQUEST,
             Self::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
             Self::NoWorker | Self::Worker(_) => StatusCode::BAD_GATEWAY,
             Self::Body(BodyError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Self::Body(BodyError::Client(_)) => StatusCode::BAD_REQUEST,
+            Self::Body(BodyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
-    fn into_response(self) -> Response<Body> {
+    /// Whether the client is at fault: its request or body was malformed, too large or
+    /// too slow. Such answers end an HTTP/1 connection, whose framing is now in doubt.
+    fn is_clients(&self) -> bool {
+        matches!(self, Self::Framing(_) | Self::BadHost | Self::Body(_))
+    }
+
+    fn into_response(self, version: Version) -> Response<Body> {
         let status = self.status();
         let reason = status.canonical_reason().unwrap_or("");
         let body = format!("{} {reason}: {self}\n", status.as_u16());
@@ -69,6 +81,9 @@ impl ProxyError {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if version < Version::HTTP_2 && self.is_clients() {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -79,7 +94,16 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(forward(&state, conn, req).await.unwrap_or_else(ProxyError::into_response))
+    let (version, method) = (req.version(), req.method().clone());
+    let target = req.uri().to_string();
+    let answered = forward(&state, conn, req).await;
+    Ok(answered.unwrap_or_else(|e| {
+        if e.is_clients() {
+            let status = e.status().as_u16();
+            info!(client = %conn.peer, %method, %target, status, cause = %e, "client sent a bad request");
+        }
+        e.into_response(version)
+    }))
 }
 
 async fn forward(
@@ -87,17 +111,19 @@ async fn forward(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
-    let host = request_host(&req).ok_or(ProxyError::NoHost)?.to_ascii_lowercase();
+    let host = framing::check(&req)?.to_ascii_lowercase();
     let app = state.app_at(&host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
     let (parts, incoming) = rewrite(req, &host, conn)?.into_parts();
-    let body = body::prepare(incoming, state.client_body_timeout, &state.body_budget)
+    let reading = Reading { timeout: state.client_body_timeout, max_body: state.max_body(&app) };
+    let fault = Fault::default();
+    let body = body::prepare(incoming, reading, &state.body_budget, &fault)
         .await
         .map_err(ProxyError::Body)?;
     let req = Request::from_parts(parts, body);
-    let mut resp = send(state, &app, req).await?;
+    let mut resp = send(state, &app, req, &fault).await?;
     if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
         resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
@@ -106,11 +132,13 @@ async fn forward(
 
 /// Sends `req` on one of `app`'s channels. A request that a dying channel never
 /// took (its worker just crashed or drained) goes once more to another channel,
-/// so only requests a worker actually had in hand can fail with it.
+/// so only requests a worker actually had in hand can fail with it. A failure
+/// caused by the client's body (recorded in `fault`) is the client's, not the worker's.
 async fn send(
     state: &State,
     app: &str,
     mut req: Request<RequestBody>,
+    fault: &Fault,
 ) -> Result<Response<Incoming>, ProxyError> {
     for attempt in 1..=SEND_ATTEMPTS {
         let mut sender = state.channel(app).await.ok_or(ProxyError::NoWorker)?;
@@ -124,8 +152,11 @@ async fn send(
                 req = unsent;
             }
             _ => {
+                if let Some(fault) = fault.get() {
+                    return Err(ProxyError::Body(fault.clone()));
+                }
                 let e = failed.into_error();
-                warn!(app, cause = %e, "worker request failed");
+                warn!(app, cause = %e, limit = crate::channels::limit_hint(&e), "worker request failed");
                 return Err(ProxyError::Worker(e));
             }
         }
@@ -153,14 +184,6 @@ fn redirect_https(
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
     resp.headers_mut().insert(header::LOCATION, location);
     Some(resp)
-}
-
-/// The Host of a request: the HTTP/2 `:authority`, else the `Host` header.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(auth) = req.uri().authority() {
-        return Some(auth.as_str());
-    }
-    req.headers().get(header::HOST)?.to_str().ok().filter(|h| !h.is_empty())
 }
 
 /// Turns a client request into the request a worker receives (see [`privsep::wire`]).
@@ -261,7 +284,10 @@ mod tests {
     #[test]
     fn error_statuses() {
         assert_eq!(ProxyError::UnknownHost.status(), StatusCode::MISDIRECTED_REQUEST);
-        assert_eq!(ProxyError::NoHost.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ProxyError::Framing(Refusal::NoHost).status(), StatusCode::BAD_REQUEST);
+        let too_large = ProxyError::Body(BodyError::TooLarge(1));
+        assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(too_large.is_clients() && !ProxyError::NoWorker.is_clients());
         assert_eq!(ProxyError::NoWorker.status(), StatusCode::BAD_GATEWAY);
     }
 }

@@ -6,6 +6,7 @@ fn route(app: &str, hosts: &[&str], prefix: &str, on_demand: bool) -> Route {
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         on_demand,
         prefix: prefix.into(),
+        max_body: Some(1024),
     }
 }
 

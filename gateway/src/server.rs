@@ -104,7 +104,11 @@ async fn serve_tls(
     serving: Serving,
 ) {
     match tokio::time::timeout(serving.timeouts.header, tls.accept(stream)).await {
-        Ok(Ok(stream)) => serve_conn(stream, info, state, serving).await,
+        Ok(Ok(stream)) => {
+            let alpn = stream.get_ref().1.alpn_protocol();
+            let serving = crate::tls::by_alpn(alpn, serving);
+            serve_conn(stream, info, state, serving).await
+        }
         Ok(Err(e)) => debug!(peer = %info.peer, cause = %e, "TLS handshake failed"),
         Err(_) => debug!(peer = %info.peer, "TLS handshake timed out"),
     }
