@@ -14,7 +14,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -57,19 +57,47 @@ impl From<hyper::Error> for BodyError {
     }
 }
 
-/// Where a streamed body records why it failed, so that the request that sent it can
-/// answer with the client's fault (400, 408, 413) rather than the worker's (502).
+/// Where a client body waits and where it records why it failed, so that its request
+/// can answer with the client's fault (400, 408, 413) rather than the worker's (502).
+///
+/// The body itself comes back here whenever it is not on its way to a worker (refused,
+/// or failed), so that what is left of it can be [`discard`]ed after the answer.
 #[derive(Debug, Clone, Default)]
-pub struct Fault(Arc<OnceLock<BodyError>>);
+pub struct Fault(Arc<FaultState>);
+
+#[derive(Debug, Default)]
+struct FaultState {
+    why: OnceLock<BodyError>,
+    parked: Mutex<Option<Incoming>>,
+}
 
 impl Fault {
-    /// Why the body failed, if it did.
-    pub fn get(&self) -> Option<&BodyError> {
-        self.0.get()
+    /// A fault holding `body` until [`Fault::take_body`].
+    pub fn holding(body: Incoming) -> Self {
+        let fault = Self::default();
+        fault.park(body);
+        fault
     }
 
-    fn record(&self, e: BodyError) -> BodyError {
-        let _ = self.0.set(e.clone());
+    /// Why the body failed, if it did.
+    pub fn get(&self) -> Option<&BodyError> {
+        self.0.why.get()
+    }
+
+    /// The held body, if any (the request's own, or what is left of it after it failed).
+    pub fn take_body(&self) -> Option<Incoming> {
+        self.0.parked.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn park(&self, body: Incoming) {
+        *self.0.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(body);
+    }
+
+    fn record(&self, e: BodyError, body: Option<Incoming>) -> BodyError {
+        let _ = self.0.why.set(e.clone());
+        if let Some(body) = body {
+            self.park(body);
+        }
         e
     }
 }
@@ -114,6 +142,29 @@ impl Drop for Reserved<'_> {
     }
 }
 
+/// At most this much of an answered HTTP/2 request body is read and dropped.
+const DISCARD_MAX: u64 = 1 << 20;
+/// For at most this long (nginx's `lingering_timeout`).
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and drops what is left of an HTTP/2 request body the gateway answered without
+/// reading (413 and the like), within [`DISCARD_MAX`] and [`DISCARD_TIME`], so the
+/// stream ends with the client's END_STREAM rather than RST_STREAM: some clients (curl
+/// 7.88) report that reset as a failed transfer even after a complete response. Past the
+/// bounds the body is dropped and h2 resets the stream (NO_ERROR, RFC 9113 §8.1).
+pub async fn discard(mut body: Incoming) {
+    let drain = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DISCARD_MAX {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
+}
+
 /// Refuses a body whose length is over `max_body` before reading a byte (so no
 /// `100 Continue` goes out); reads a small body whole when the budget allows; otherwise
 /// wraps it to stream, recording in `fault` why it failed if it does.
@@ -130,7 +181,7 @@ pub async fn prepare(
     if let (Some(len), Some(max)) = (exact, reading.max_body)
         && len > max
     {
-        return Err(BodyError::TooLarge(max));
+        return Err(fault.record(BodyError::TooLarge(max), Some(body)));
     }
     let small = exact.filter(|len| *len <= BUFFER_MAX);
     let reserved = small.and_then(|len| budget.reserve(usize::try_from(len).ok()?));
@@ -146,7 +197,8 @@ pub async fn prepare(
 /// `max_body`, and whose trailers lose the fields a client may not send there.
 #[derive(Debug)]
 pub struct Timed {
-    inner: Incoming,
+    /// The client's body; moved to the [`Fault`] once it failed.
+    inner: Option<Incoming>,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
     /// Bytes still allowed before `max_body` is passed.
@@ -158,7 +210,7 @@ pub struct Timed {
 impl Timed {
     fn new(inner: Incoming, reading: Reading, fault: Fault) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             timeout: reading.timeout,
             deadline: Box::pin(tokio::time::sleep(reading.timeout)),
             left: reading.max_body,
@@ -203,13 +255,14 @@ impl Body for Timed {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         loop {
-            let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
+            let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+            let polled = match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(polled) => polled,
                 Poll::Pending => {
                     return match this.deadline.as_mut().poll(cx) {
                         Poll::Ready(()) => {
-                            let e = this.fault.record(BodyError::Timeout(this.timeout));
-                            Poll::Ready(Some(Err(e)))
+                            let e = BodyError::Timeout(this.timeout);
+                            Poll::Ready(Some(Err(this.fault.record(e, this.inner.take()))))
                         }
                         Poll::Pending => Poll::Pending,
                     };
@@ -222,7 +275,9 @@ impl Body for Timed {
                 Some(Ok(frame)) => this.check(frame),
             };
             match checked {
-                Some(Err(e)) => return Poll::Ready(Some(Err(this.fault.record(e)))),
+                Some(Err(e)) => {
+                    return Poll::Ready(Some(Err(this.fault.record(e, this.inner.take()))));
+                }
                 Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
                 None => continue,
             }
@@ -230,11 +285,11 @@ impl Body for Timed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

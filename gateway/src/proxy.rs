@@ -49,8 +49,8 @@ pub enum ProxyError {
     NoWorker,
     #[error("the application's worker failed to answer")]
     Worker(#[source] hyper::Error),
-    #[error("the request body did not arrive")]
-    Body(#[source] BodyError),
+    #[error(transparent)]
+    Body(BodyError),
 }
 
 impl ProxyError {
@@ -96,34 +96,42 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let (version, method) = (req.version(), req.method().clone());
     let target = req.uri().to_string();
-    let answered = forward(&state, conn, req).await;
-    Ok(answered.unwrap_or_else(|e| {
+    let (parts, body) = req.into_parts();
+    let fault = Fault::holding(body);
+    let answered = forward(&state, conn, Request::from_parts(parts, ()), &fault).await;
+    let resp = answered.unwrap_or_else(|e| {
         if e.is_clients() {
             let status = e.status().as_u16();
             info!(client = %conn.peer, %method, %target, status, cause = %e, "client sent a bad request");
         }
         e.into_response(version)
-    }))
+    });
+    if let Some(unread) = fault.take_body().filter(|_| version == Version::HTTP_2) {
+        tokio::spawn(body::discard(unread));
+    }
+    Ok(resp)
 }
 
+/// Routes and forwards a request whose body `fault` holds (and takes to send it).
 async fn forward(
     state: &State,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    req: Request<()>,
+    fault: &Fault,
 ) -> Result<Response<Body>, ProxyError> {
     let host = framing::check(&req)?.to_ascii_lowercase();
     let app = state.app_at(&host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
-    let (parts, incoming) = rewrite(req, &host, conn)?.into_parts();
+    let (parts, ()) = rewrite(req, &host, conn)?.into_parts();
     let reading = Reading { timeout: state.client_body_timeout, max_body: state.max_body(&app) };
-    let fault = Fault::default();
-    let body = body::prepare(incoming, reading, &state.body_budget, &fault)
+    let incoming = fault.take_body().expect("handle parks the body and only this takes it");
+    let body = body::prepare(incoming, reading, &state.body_budget, fault)
         .await
         .map_err(ProxyError::Body)?;
     let req = Request::from_parts(parts, body);
-    let mut resp = send(state, &app, req, &fault).await?;
+    let mut resp = send(state, &app, req, fault).await?;
     if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
         resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
@@ -187,11 +195,7 @@ fn redirect_https(
 }
 
 /// Turns a client request into the request a worker receives (see [`privsep::wire`]).
-fn rewrite(
-    req: Request<Incoming>,
-    host: &str,
-    conn: ConnInfo,
-) -> Result<Request<Incoming>, ProxyError> {
+fn rewrite(req: Request<()>, host: &str, conn: ConnInfo) -> Result<Request<()>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     parts.uri = Uri::builder()

@@ -40,7 +40,8 @@ foreach ($_SERVER as $k => $v) {
 echo json_encode(['server' => $server, 'body' => $body]);
 "#;
 
-/// Sets 12 cookies of 1.5 KB each: about 19 KB of response head.
+/// Sets 12 cookies of 1.5 KB each: about 19 KB of response head (48 in `cookies48.php`:
+/// about 74 KB, past the worker's 64 KiB CGI header block).
 const COOKIES: &str = r#"<?php
 for ($i = 0; $i < 12; $i++) {
     setcookie("c$i", str_repeat(chr(97 + $i), 1500));
@@ -49,8 +50,11 @@ echo 'cookies set';
 "#;
 
 fn stack() -> Stack {
-    let frame =
-        AppPlan::new("frame").file("echo.php", ECHO).file("cookies.php", COOKIES).max_body("4k");
+    let frame = AppPlan::new("frame")
+        .file("echo.php", ECHO)
+        .file("cookies.php", COOKIES)
+        .file("cookies48.php", &COOKIES.replace("$i < 12", "$i < 48"))
+        .max_body("4k");
     let other = AppPlan::new("other").file("echo.php", ECHO);
     Stack::start(&[frame, other])
 }
@@ -468,21 +472,27 @@ fn an_h2_upload_past_max_body_is_a_413_response() {
     let big = vec![b'x'; 64 * 1024];
     let reply = client.post(HOST, "/echo.php?case=h2-length", "text/plain", big.clone());
     assert_eq!(reply.status, 413, "{reply:?}\n{}", stack.bulkhead.log());
-    // Streamed (no length): curl reads the answer the gateway sends once the body passes
-    // max_body, followed by RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
-    let (status, stderr) = curl_h2_upload(&stack, "/echo.php?case=h2-streamed", 64 * 1024);
+    // Streamed (no length): a complete 413 once the body passes max_body, then
+    // RST_STREAM(NO_ERROR) for the rest of the upload (RFC 9113 §8.1), never a bare reset.
+    let status = h2_upload(stack.addr(), "/echo.php?case=h2-streamed", 64 * 1024);
+    assert_eq!(status, 413, "{}", stack.bulkhead.log());
+    // curl too: the rest of the upload is read and dropped, so its stream ends cleanly.
+    let (status, stderr) = curl_h2_upload(&stack, "/echo.php?case=h2-curl", 64 * 1024);
     assert_eq!(status, "413", "{stderr}\n{}", stack.bulkhead.log());
     let reply = client.post(HOST, "/echo.php?case=h2-within", "text/plain", b"hello".to_vec());
     assert_eq!((reply.status, reply.json()["body"].as_str()), (200, Some("hello")));
     assert!(ran_eventually(&stack, "h2-within"));
-    assert!(!ran(&stack, "h2-length") && !ran(&stack, "h2-streamed"), "{}", probes(&stack));
+    for case in ["h2-length", "h2-streamed", "h2-curl"] {
+        assert!(!ran(&stack, case), "PHP ran for {case}: {}", probes(&stack));
+    }
 }
 
-/// POSTs `len` bytes from a pipe (so without a length) over h2c with curl; its status.
+/// POSTs `len` bytes from a pipe (so without a length) over h2c with curl; its status
+/// and its stderr.
 fn curl_h2_upload(stack: &Stack, path: &str, len: usize) -> (String, String) {
     let port = stack.addr().port();
     let mut child = std::process::Command::new("curl")
-        .args(["-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-sSv", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"])
         .args(["--max-time", "20", "-X", "POST", "-T", "-"])
         .args(["--resolve", &format!("{HOST}:{port}:127.0.0.1")])
         .arg(format!("http://{HOST}:{port}{path}"))
@@ -499,6 +509,50 @@ fn curl_h2_upload(stack: &Stack, path: &str, len: usize) -> (String, String) {
     let _ = writer.join();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (text(&out.stdout), text(&out.stderr))
+}
+
+/// A request body of `left` bytes in 4 KiB frames with no length known in advance.
+struct Chunks {
+    left: usize,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let n = self.left.min(4096);
+        if n == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= n;
+        let data = hyper::body::Bytes::from(vec![b'x'; n]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+/// POSTs `len` bytes without a length over h2c with hyper's client; the status.
+fn h2_upload(addr: SocketAddr, path: &str, len: usize) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    runtime.expect("a test runtime").block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connecting to the gateway");
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .expect("an h2c handshake");
+        tokio::spawn(conn);
+        let body = Chunks { left: len };
+        let request =
+            hyper::Request::post(format!("http://{HOST}{path}")).body(body).expect("a request");
+        let call = sender.send_request(request);
+        let response = tokio::time::timeout(READ_TIMEOUT, call).await.expect("an answer in time");
+        let response = response.unwrap_or_else(|e| panic!("no response, {e:?}"));
+        response.status().as_u16()
+    })
 }
 
 #[test]
@@ -594,4 +648,39 @@ fn after_alpn_h2_http11_bytes_get_a_goaway_not_an_answer() {
     let (chosen, out) = over_tls(&world, b"http/1.1", request);
     assert_eq!(chosen.as_deref(), Some(&b"http/1.1"[..]));
     assert!(out.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+fn a_streamed_body_stalled_past_client_body_timeout_is_408_not_502() {
+    let options = bulkhead_tests::StackOptions {
+        top: vec!["client_body_timeout = \"1s\"".into()],
+        ..Default::default()
+    };
+    let stack = Stack::start_with(&[AppPlan::new("frame").file("echo.php", ECHO)], &options);
+    for (case, head, body) in [
+        ("stalled-chunked", TE.to_owned(), &b"5\r\nhel"[..]),
+        ("stalled-long", "Content-Length: 100000\r\n".to_owned(), &b"hello"[..]),
+    ] {
+        let mut raw = Raw::connect(stack.addr());
+        raw.send(&post(case, &head, body));
+        let answer = raw.answer().unwrap_or_else(|| panic!("{case}: no answer"));
+        assert_eq!(answer.status, 408, "{case}: {answer:?}\n{}", stack.bulkhead.log());
+    }
+    let log = stack.bulkhead.log();
+    assert!(!log.contains("worker request failed"), "blamed on the worker:\n{log}");
+}
+
+#[test]
+fn a_head_past_the_workers_limit_is_502_and_the_log_names_the_limit() {
+    let stack = stack();
+    let reply = stack.client(Proto::Http1).get(HOST, "/cookies48.php");
+    assert_eq!(reply.status, 502, "{reply:?}");
+    // The worker's limit is the first on the path and its line names it; the gateway's
+    // channel (128 KiB) is never what refuses.
+    let named = poll_until(READ_TIMEOUT, || {
+        let log = stack.bulkhead.log();
+        log.contains("CGI header block exceeds 65536 bytes").then_some(log)
+    });
+    let log = named.unwrap_or_else(|| panic!("no line names the limit:\n{}", stack.bulkhead.log()));
+    assert!(!log.contains("worker request failed"), "the channel refused the head:\n{log}");
 }
