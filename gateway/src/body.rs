@@ -294,15 +294,5 @@ impl Body for Timed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_refuses_past_its_total_and_frees_on_drop() {
-        let budget = Budget::default();
-        let most = budget.reserve(BUFFER_TOTAL).expect("the whole budget");
-        assert!(budget.reserve(1).is_none());
-        drop(most);
-        assert!(budget.reserve(1).is_some());
-    }
-}
+#[path = "body_tests.rs"]
+mod tests;
