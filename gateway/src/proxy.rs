@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use privsep::wire;
 use tracing::{debug, info, warn};
 
@@ -94,8 +94,7 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let (version, method) = (req.version(), req.method().clone());
-    let target = req.uri().to_string();
+    let (version, method, target) = (req.version(), req.method().clone(), req.uri().clone());
     let (parts, body) = req.into_parts();
     let fault = Fault::holding(body);
     let answered = forward(&state, conn, Request::from_parts(parts, ()), &fault).await;
@@ -106,7 +105,8 @@ pub async fn handle(
         }
         e.into_response(version)
     });
-    if let Some(unread) = fault.take_body().filter(|_| version == Version::HTTP_2) {
+    let unread = fault.take_body().filter(|b| version == Version::HTTP_2 && !b.is_end_stream());
+    if let Some(unread) = unread {
         tokio::spawn(body::discard(unread));
     }
     Ok(resp)
