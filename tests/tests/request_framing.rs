@@ -13,17 +13,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
 use bulkhead_tests::net::poll_until;
+use bulkhead_tests::raw::{Answer, READ_TIMEOUT, Raw, field};
 use bulkhead_tests::tls::{KeyType, TlsWorld};
 use bulkhead_tests::{AppPlan, Proto, Stack};
 use rustls::pki_types::ServerName;
 
 const HOST: &str = "frame.localhost";
 const OTHER: &str = "other.localhost";
-/// How long a raw read may wait before the test counts it as a failure.
-const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Answers with the request's `$_SERVER` fields and body as JSON; logs its case.
 const ECHO: &str = r#"<?php
@@ -59,126 +57,13 @@ fn stack() -> Stack {
     Stack::start(&[frame, other])
 }
 
-/// One response read off a raw connection.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+/// Whether `raw` still serves: a second request gets an answer.
+fn still_serves(raw: &mut Raw) -> bool {
+    let next = format!("GET /echo.php?case=after HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    if raw.stream.write_all(next.as_bytes()).is_err() {
+        return false;
     }
-}
-
-/// A raw client connection.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connecting to the gateway");
-        stream.set_read_timeout(Some(READ_TIMEOUT)).expect("a read timeout");
-        Self { stream, buf: Vec::new() }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("writing to the gateway");
-    }
-
-    /// Reads more bytes; false at EOF or reset.
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    /// The next response (status, head, body by Content-Length or chunked); `None` if the
-    /// connection ends first.
-    fn answer(&mut self) -> Option<Answer> {
-        let end = loop {
-            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            if !self.fill() {
-                return None;
-            }
-        };
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        self.buf.drain(..end);
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = if status == 100 || status == 204 || status == 304 {
-            Vec::new()
-        } else if let Some(len) = field(&head, "content-length") {
-            self.take(len.parse().expect("a numeric Content-Length"))?
-        } else if field(&head, "transfer-encoding").is_some() {
-            self.dechunk()?
-        } else {
-            Vec::new()
-        };
-        Some(Answer { status, head, body })
-    }
-
-    fn take(&mut self, len: usize) -> Option<Vec<u8>> {
-        while self.buf.len() < len {
-            if !self.fill() {
-                return None;
-            }
-        }
-        Some(self.buf.drain(..len).collect())
-    }
-
-    fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.buf[..at]).into_owned();
-                self.buf.drain(..at + 2);
-                return Some(line);
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
-    }
-
-    fn dechunk(&mut self) -> Option<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let size = usize::from_str_radix(self.line()?.trim(), 16).ok()?;
-            if size == 0 {
-                while !self.line()?.is_empty() {}
-                return Some(body);
-            }
-            body.extend(self.take(size)?);
-            self.line()?;
-        }
-    }
-
-    /// Whether the connection still serves: a second request gets an answer.
-    fn still_serves(&mut self) -> bool {
-        let next = format!("GET /echo.php?case=after HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
-        if self.stream.write_all(next.as_bytes()).is_err() {
-            return false;
-        }
-        self.answer().is_some_and(|a| a.status == 200)
-    }
-}
-
-/// A header's value in a raw head.
-fn field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    raw.answer().is_some_and(|a| a.status == 200)
 }
 
 /// `POST /echo.php?case=CASE` with `headers` (lines ending in CRLF) and `body`, raw.
@@ -196,7 +81,7 @@ fn exchange(stack: &Stack, bytes: &[u8]) -> (Answer, bool) {
     let answer = raw.answer().unwrap_or_else(|| {
         panic!("no answer to {:?}\n{}", String::from_utf8_lossy(bytes), stack.bulkhead.log())
     });
-    let kept = raw.still_serves();
+    let kept = still_serves(&mut raw);
     (answer, kept)
 }
 
