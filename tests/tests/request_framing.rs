@@ -7,7 +7,8 @@
 //! the served cases prove the line would be there. The answers follow nginx 1.22
 //! (checked side by side): 400 for bad chunked bodies, two `Host`s, a list in `Host`,
 //! authority and asterisk form, `CONNECT`, absolute form without `Host`; 501 for a
-//! `Transfer-Encoding` other than `chunked`; 413 without `100 Continue` past `max_body`.
+//! `Transfer-Encoding` other than `chunked`; 413 without `100 Continue` past `max_body`;
+//! over HTTP/2, 400 for a `Host` naming another host than `:authority` (sent with nghttp).
 //! Where hyper is stricter than nginx (a bare LF ending a chunk line, more than 16 KiB of
 //! chunk extensions) the answer is still the client's 400, never a 502.
 
@@ -576,4 +577,34 @@ fn a_head_past_the_workers_limit_is_502_and_the_log_names_the_limit() {
     });
     let log = named.unwrap_or_else(|| panic!("no line names the limit:\n{}", stack.bulkhead.log()));
     assert!(!log.contains("worker request failed"), "the channel refused the head:\n{log}");
+}
+
+/// `GET path` over h2c with nghttp and the given extra fields; the `:status` it printed.
+fn nghttp_status(stack: &Stack, path: &str, fields: &[&str]) -> (Option<u16>, String) {
+    let url = format!("http://127.0.0.1:{}{path}", stack.addr().port());
+    let mut cmd = std::process::Command::new("nghttp");
+    cmd.args(["-v", "-t", "20"]).arg(&url);
+    for f in fields {
+        cmd.args(["-H", f]);
+    }
+    let out = cmd.output().expect("running nghttp (apt-get install nghttp2-client)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .lines()
+        .find_map(|l| l.trim().split_once(":status: ").map(|(_, s)| s.trim().to_owned()))
+        .and_then(|s| s.parse().ok());
+    (status, text)
+}
+
+#[test]
+fn over_h2_a_host_field_must_name_the_authority() {
+    let stack = stack();
+    let authority = format!(":authority: {HOST}");
+    let (status, out) = nghttp_status(&stack, "/echo.php?case=h2-same", &[&authority]);
+    assert_eq!(status, Some(200), "{out}");
+    let other = format!("host: {OTHER}");
+    let (status, out) = nghttp_status(&stack, "/echo.php?case=h2-mismatch", &[&authority, &other]);
+    assert_eq!(status, Some(400), "{out}\n{}", stack.bulkhead.log());
+    assert!(ran_eventually(&stack, "h2-same"));
+    assert!(!probes(&stack).contains("h2-mismatch"), "{}", probes(&stack));
 }
