@@ -178,6 +178,7 @@ impl App {
             hosts: self.hosts.clone(),
             on_demand: self.on_demand,
             prefix: self.spec.prefix.clone(),
+            max_body: Some(self.spec.max_body),
         }
     }
 }

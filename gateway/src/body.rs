@@ -6,12 +6,15 @@
 //! connection, so a body of known, small size is read into memory *before* a channel is
 //! picked (at most [`BUFFER_MAX`] per request and [`BUFFER_TOTAL`] for the whole
 //! gateway; past the total, bodies are streamed), and a streamed body fails once no byte
-//! arrived for `client_body_timeout`, which ends its stream. Memory only: the gateway
-//! opens no files.
+//! arrived for `client_body_timeout`, which ends its stream. A body longer than the app's
+//! `max_body` is refused by its `Content-Length` before a byte is read (so no
+//! `100 Continue` is sent), or once a streamed one passes it. A streamed body that fails
+//! records why in its [`Fault`], so the failure is answered as the client's (400, 408,
+//! 413), never as the worker's. Memory only: the gateway opens no files.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,13 +32,83 @@ pub const BUFFER_TOTAL: usize = 64 * 1024 * 1024;
 /// What a worker receives: a body read whole, or one streamed under a deadline.
 pub type RequestBody = Either<Full<Bytes>, Timed>;
 
-/// Why a request body could not be read.
-#[derive(Debug, thiserror::Error)]
+/// Why a request body could not be read; each is the client's doing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
     #[error("no request body bytes for {0:?} (client_body_timeout)")]
     Timeout(Duration),
-    #[error("reading the request body: {0}")]
-    Client(#[from] hyper::Error),
+    /// Bad chunked framing, a body shorter than its length, a reset stream.
+    #[error("the request body is malformed or cut short: {0}")]
+    Client(String),
+    #[error("the request body is longer than the app's max_body ({0} bytes)")]
+    TooLarge(u64),
+}
+
+impl From<hyper::Error> for BodyError {
+    fn from(e: hyper::Error) -> Self {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::Client(text)
+    }
+}
+
+/// Where a client body waits and where it records why it failed, so that its request
+/// can answer with the client's fault (400, 408, 413) rather than the worker's (502).
+///
+/// The body itself comes back here whenever it is not on its way to a worker (refused,
+/// or failed), so that what is left of it can be [`discard`]ed after the answer.
+#[derive(Debug, Clone, Default)]
+pub struct Fault(Arc<FaultState>);
+
+#[derive(Debug, Default)]
+struct FaultState {
+    why: OnceLock<BodyError>,
+    parked: Mutex<Option<Incoming>>,
+}
+
+impl Fault {
+    /// A fault holding `body` until [`Fault::take_body`].
+    pub fn holding(body: Incoming) -> Self {
+        let fault = Self::default();
+        fault.park(body);
+        fault
+    }
+
+    /// Why the body failed, if it did.
+    pub fn get(&self) -> Option<&BodyError> {
+        self.0.why.get()
+    }
+
+    /// The held body, if any (the request's own, or what is left of it after it failed).
+    pub fn take_body(&self) -> Option<Incoming> {
+        self.0.parked.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn park(&self, body: Incoming) {
+        *self.0.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(body);
+    }
+
+    fn record(&self, e: BodyError, body: Option<Incoming>) -> BodyError {
+        let _ = self.0.why.set(e.clone());
+        if let Some(body) = body {
+            self.park(body);
+        }
+        e
+    }
+}
+
+/// How a request body may be read.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// The longest wait between two reads (`client_body_timeout`).
+    pub timeout: Duration,
+    /// The app's `max_body`, when the gateway knows it.
+    pub max_body: Option<u64>,
 }
 
 /// Bytes of buffered bodies held now, against [`BUFFER_TOTAL`].
@@ -69,32 +142,50 @@ impl Drop for Reserved<'_> {
     }
 }
 
-/// Tells whether a streamed body ended by `client_body_timeout`: the worker's side then
-/// sees only a reset stream, and the client is owed a 408, not a 502.
-#[derive(Debug, Clone, Default)]
-pub struct Stalled(Arc<AtomicBool>);
+/// At most this much of an answered HTTP/2 request body is read and dropped.
+const DISCARD_MAX: u64 = 1 << 20;
+/// For at most this long (nginx's `lingering_timeout`).
+const DISCARD_TIME: Duration = Duration::from_secs(5);
 
-impl Stalled {
-    /// Whether the body's timeout fired.
-    pub fn happened(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Reads and drops what is left of an HTTP/2 request body the gateway answered without
+/// reading (413 and the like), within [`DISCARD_MAX`] and [`DISCARD_TIME`], so the
+/// stream ends with the client's END_STREAM rather than RST_STREAM: some clients (curl
+/// 7.88) report that reset as a failed transfer even after a complete response. Past the
+/// bounds the body is dropped and h2 resets the stream (NO_ERROR, RFC 9113 §8.1).
+pub async fn discard(mut body: Incoming) {
+    let drain = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DISCARD_MAX {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
 }
 
-/// Reads a small body whole (within `timeout` between reads) when the budget allows;
-/// otherwise wraps it to stream under `timeout`, reporting a stall to `stalled`.
+/// Refuses a body whose length is over `max_body` before reading a byte (so no
+/// `100 Continue` goes out); reads a small body whole when the budget allows; otherwise
+/// wraps it to stream, recording in `fault` why it failed if it does.
 pub async fn prepare(
     body: Incoming,
-    timeout: Duration,
+    reading: Reading,
     budget: &Budget,
-    stalled: &Stalled,
+    fault: &Fault,
 ) -> Result<RequestBody, BodyError> {
     if body.is_end_stream() {
         return Ok(Either::Left(Full::new(Bytes::new())));
     }
-    let small = body.size_hint().exact().filter(|len| *len <= BUFFER_MAX);
+    let exact = body.size_hint().exact();
+    if let (Some(len), Some(max)) = (exact, reading.max_body)
+        && len > max
+    {
+        return Err(fault.record(BodyError::TooLarge(max), Some(body)));
+    }
+    let small = exact.filter(|len| *len <= BUFFER_MAX);
     let reserved = small.and_then(|len| budget.reserve(usize::try_from(len).ok()?));
-    let timed = Timed::new(body, timeout, stalled.clone());
+    let timed = Timed::new(body, reading, fault.clone());
     if reserved.is_none() {
         return Ok(Either::Right(timed));
     }
@@ -102,18 +193,55 @@ pub async fn prepare(
     Ok(Either::Left(Full::new(bytes)))
 }
 
-/// A client body that fails once no frame arrived for its timeout.
+/// A client body that fails once no frame arrived for its timeout or once it passes
+/// `max_body`, and whose trailers lose the fields a client may not send there.
 #[derive(Debug)]
 pub struct Timed {
-    inner: Incoming,
+    /// The client's body; moved to the [`Fault`] once it failed.
+    inner: Option<Incoming>,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
-    stalled: Stalled,
+    /// Bytes still allowed before `max_body` is passed.
+    left: Option<u64>,
+    max_body: u64,
+    fault: Fault,
 }
 
 impl Timed {
-    fn new(inner: Incoming, timeout: Duration, stalled: Stalled) -> Self {
-        Self { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)), stalled }
+    fn new(inner: Incoming, reading: Reading, fault: Fault) -> Self {
+        Self {
+            inner: Some(inner),
+            timeout: reading.timeout,
+            deadline: Box::pin(tokio::time::sleep(reading.timeout)),
+            left: reading.max_body,
+            max_body: reading.max_body.unwrap_or(u64::MAX),
+            fault,
+        }
+    }
+
+    /// Counts `frame` against `max_body` and cleans trailers; `None` for a trailers
+    /// frame with nothing left in it.
+    fn check(&mut self, frame: Frame<Bytes>) -> Option<Result<Frame<Bytes>, BodyError>> {
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                let len = data.len() as u64;
+                if let Some(left) = self.left.as_mut() {
+                    match left.checked_sub(len) {
+                        Some(rest) => *left = rest,
+                        None => return Some(Err(BodyError::TooLarge(self.max_body))),
+                    }
+                }
+                return Some(Ok(Frame::data(data)));
+            }
+            Err(frame) => frame,
+        };
+        match frame.into_trailers() {
+            Ok(mut trailers) => {
+                crate::framing::clean_trailers(&mut trailers);
+                (!trailers.is_empty()).then(|| Ok(Frame::trailers(trailers)))
+            }
+            Err(other) => Some(Ok(other)),
+        }
     }
 }
 
@@ -126,40 +254,45 @@ impl Body for Timed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.deadline.as_mut().reset(Instant::now() + this.timeout);
-                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
-            }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.stalled.0.store(true, Ordering::Relaxed);
-                    Poll::Ready(Some(Err(BodyError::Timeout(this.timeout))))
+        loop {
+            let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+            let polled = match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(polled) => polled,
+                Poll::Pending => {
+                    return match this.deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            let e = BodyError::Timeout(this.timeout);
+                            Poll::Ready(Some(Err(this.fault.record(e, this.inner.take()))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            };
+            this.deadline.as_mut().reset(Instant::now() + this.timeout);
+            let checked = match polled {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => Some(Err(BodyError::from(e))),
+                Some(Ok(frame)) => this.check(frame),
+            };
+            match checked {
+                Some(Err(e)) => {
+                    return Poll::Ready(Some(Err(this.fault.record(e, this.inner.take()))));
+                }
+                Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
+                None => continue,
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_refuses_past_its_total_and_frees_on_drop() {
-        let budget = Budget::default();
-        let most = budget.reserve(BUFFER_TOTAL).expect("the whole budget");
-        assert!(budget.reserve(1).is_none());
-        drop(most);
-        assert!(budget.reserve(1).is_some());
-    }
-}
+#[path = "body_tests.rs"]
+mod tests;

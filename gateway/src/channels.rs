@@ -21,6 +21,30 @@ use privsep::msg::ToBroker;
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
+/// The largest response head accepted from a worker, in HTTP/2's accounting (each field
+/// counts its name, its value and 32 bytes): the worker passes on a CGI header block of
+/// up to 64 KiB in at most 256 lines (64 KiB + 256 × 32 = 72 KiB) and adds a few fields
+/// of its own. hyper's default, 16 KiB, refused a script's 12 cookies of 1.5 KB.
+pub const WORKER_HEADER_LIST: u32 = 128 * 1024;
+
+/// Which limit, if any, a failed worker request most likely ran into, for its log line.
+/// h2 gives one reason for a response head over [`WORKER_HEADER_LIST`] and for other
+/// breaches of HTTP/2 by the worker: a PROTOCOL_ERROR reset of its own.
+pub fn limit_hint(e: &hyper::Error) -> &'static str {
+    let h2 = std::error::Error::source(e).and_then(|s| s.downcast_ref::<h2::Error>());
+    match h2 {
+        Some(h2) if h2.is_library() && h2.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
+            "the worker's response head passed the gateway's max_header_list_size \
+             (WORKER_HEADER_LIST, 128 KiB) or broke HTTP/2"
+        }
+        Some(h2) if h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+            "the worker refused the stream (its max_concurrent_streams)"
+        }
+        Some(_) => "none known (an HTTP/2 error on the channel)",
+        None => "none",
+    }
+}
+
 /// Every app's live channels.
 #[derive(Debug)]
 pub struct Channels {
@@ -64,6 +88,7 @@ impl Channels {
             .initial_stream_window_size(2 << 20)
             .initial_connection_window_size(8 << 20)
             .max_frame_size(64 << 10)
+            .max_header_list_size(WORKER_HEADER_LIST)
             .max_concurrent_reset_streams(1024)
             // The h2 default closes a connection after 1024 streams reset for a
             // local error over its whole life; on a long-lived channel, clients

@@ -13,6 +13,7 @@
 //! - [`limits`]: connection limits and nginx's connection timeouts.
 //! - [`linger`]: lingering close, so a client still sending reads the last answer.
 //! - [`body`]: request bodies: small ones read whole first, others under `client_body_timeout`.
+//! - [`framing`]: what a request head must be to be routed (Transfer-Encoding, Host, target form).
 //! - [`proxy`]: one request: route, clean headers, forward, answer errors.
 //! - [`tls`]: certificates by SNI, the rustls configuration, HTTPS redirects and HSTS.
 //! - [`tls_keyholder`]: the signing key that asks the keyholder, with a deadline.
@@ -22,6 +23,7 @@
 pub mod body;
 pub mod channels;
 pub mod control;
+pub mod framing;
 pub mod limits;
 pub mod linger;
 pub mod proxy;
@@ -95,6 +97,11 @@ impl State {
     pub fn app_at(&self, host: &str, path: &str) -> Option<String> {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes.route(host, path).map(str::to_owned)
+    }
+
+    /// The longest request body `app` accepts, if the gateway knows it.
+    pub fn max_body(&self, app: &str) -> Option<u64> {
+        self.routes.read().unwrap_or_else(PoisonError::into_inner).max_body(app)
     }
 
     /// A channel to `app`; without one, waits a bounded time for one (a restarting worker),

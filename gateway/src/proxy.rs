@@ -5,6 +5,9 @@
 //! ([`privsep::wire::PREFIX`]), adds the connection facts, and forwards the
 //! request over one of the app's channels. It reads a small body whole before
 //! that (see [`crate::body`]) but never looks inside it, and never opens anything: errors are answered here with a status and a reason.
+//! A request whose framing or target [`crate::framing`] refuses, or whose body fails
+//! on the client's side, is the client's fault: 400 (501, 408, 413) with a log line
+//! naming the client, and over HTTP/1 the connection is closed after the answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,12 +17,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use privsep::wire;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::State;
-use crate::body::{self, BodyError, RequestBody};
+use crate::body::{self, BodyError, Fault, Reading, RequestBody};
+use crate::framing::{self, Refusal};
 
 /// What the gateway sends back: a worker's streamed body, or its own short answer.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -35,8 +39,8 @@ pub struct ConnInfo {
 /// Why the gateway answers a request itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("the request has no Host")]
-    NoHost,
+    #[error("the request is not framed or addressed acceptably: {0}")]
+    Framing(#[from] Refusal),
     #[error("the Host is not a valid authority")]
     BadHost,
     #[error("no application is configured for this host")]
@@ -45,8 +49,8 @@ pub enum ProxyError {
     NoWorker,
     #[error("the application's worker failed to answer")]
     Worker(#[source] hyper::Error),
-    #[error("the request body did not arrive")]
-    Body(#[source] BodyError),
+    #[error(transparent)]
+    Body(BodyError),
     #[error("the request head has {len} bytes, more than client_max_header_size ({limit})")]
     HeadTooLarge { len: usize, limit: usize },
 }
@@ -55,16 +59,24 @@ impl ProxyError {
     /// The one place where gateway errors become HTTP statuses.
     fn status(&self) -> StatusCode {
         match self {
-            Self::NoHost | Self::BadHost => StatusCode::BAD_REQUEST,
+            Self::Framing(refusal) => refusal.status(),
+            Self::BadHost => StatusCode::BAD_REQUEST,
             Self::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
             Self::NoWorker | Self::Worker(_) => StatusCode::BAD_GATEWAY,
             Self::Body(BodyError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Self::Body(BodyError::Client(_)) => StatusCode::BAD_REQUEST,
+            Self::Body(BodyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
-    fn into_response(self) -> Response<Body> {
+    /// Whether the client is at fault: its request or body was malformed, too large or
+    /// too slow. Such answers end an HTTP/1 connection, whose framing is now in doubt.
+    fn is_clients(&self) -> bool {
+        matches!(self, Self::Framing(_) | Self::BadHost | Self::Body(_) | Self::HeadTooLarge { .. })
+    }
+
+    fn into_response(self, version: Version) -> Response<Body> {
         let status = self.status();
         let reason = status.canonical_reason().unwrap_or("");
         let body = format!("{} {reason}: {self}\n", status.as_u16());
@@ -72,27 +84,35 @@ impl ProxyError {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if version < Version::HTTP_2 && self.is_clients() {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
 
-/// Serves one request; never fails at the HTTP level. An HTTP/1.x request whose head is
-/// too large is answered and its connection closed, as hyper does for larger ones; an
-/// HTTP/2 stream is answered alone.
+/// Serves one request; never fails at the HTTP level.
 pub async fn handle(
     state: Arc<State>,
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let version = req.version();
-    Ok(forward(&state, conn, req).await.unwrap_or_else(|e| {
-        let close = matches!(e, ProxyError::HeadTooLarge { .. }) && version < Version::HTTP_2;
-        let mut resp = e.into_response();
-        if close {
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let (version, method, target) = (req.version(), req.method().clone(), req.uri().clone());
+    let (parts, body) = req.into_parts();
+    let fault = Fault::holding(body);
+    let answered = forward(&state, conn, Request::from_parts(parts, ()), &fault).await;
+    let resp = answered.unwrap_or_else(|e| {
+        if e.is_clients() {
+            let status = e.status().as_u16();
+            info!(client = %conn.peer, %method, %target, status, cause = %e, "client sent a bad request");
         }
-        resp
-    }))
+        e.into_response(version)
+    });
+    let unread = fault.take_body().filter(|b| version == Version::HTTP_2 && !b.is_end_stream());
+    if let Some(unread) = unread {
+        tokio::spawn(body::discard(unread));
+    }
+    Ok(resp)
 }
 
 /// The size of a request head as HTTP/1.1 writes it: request line, then `name: value`
@@ -103,33 +123,30 @@ fn head_size<B>(req: &Request<B>) -> usize {
     line + fields
 }
 
+/// Routes and forwards a request whose body `fault` holds (and takes to send it).
 async fn forward(
     state: &State,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    req: Request<()>,
+    fault: &Fault,
 ) -> Result<Response<Body>, ProxyError> {
     let (len, limit) = (head_size(&req), state.max_header_bytes);
     if len > limit {
         return Err(ProxyError::HeadTooLarge { len, limit });
     }
-    let host = request_host(&req).ok_or(ProxyError::NoHost)?.to_ascii_lowercase();
+    let host = framing::check(&req)?.to_ascii_lowercase();
     let app = state.app_at(&host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
-    let (parts, incoming) = rewrite(req, &host, conn)?.into_parts();
-    let stalled = body::Stalled::default();
-    let body = body::prepare(incoming, state.client_body_timeout, &state.body_budget, &stalled)
+    let (parts, ()) = rewrite(req, &host, conn)?.into_parts();
+    let reading = Reading { timeout: state.client_body_timeout, max_body: state.max_body(&app) };
+    let incoming = fault.take_body().expect("handle parks the body and only this takes it");
+    let body = body::prepare(incoming, reading, &state.body_budget, fault)
         .await
         .map_err(ProxyError::Body)?;
     let req = Request::from_parts(parts, body);
-    let mut resp = match send(state, &app, req).await {
-        // The client stalled its streamed body: its fault, not the worker's.
-        Err(ProxyError::Worker(_)) if stalled.happened() => {
-            return Err(ProxyError::Body(BodyError::Timeout(state.client_body_timeout)));
-        }
-        resp => resp?,
-    };
+    let mut resp = send(state, &app, req, fault).await?;
     if let Some(hsts) = state.tls.hsts(&app).filter(|_| conn.scheme == "https") {
         resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
@@ -138,11 +155,13 @@ async fn forward(
 
 /// Sends `req` on one of `app`'s channels. A request that a dying channel never
 /// took (its worker just crashed or drained) goes once more to another channel,
-/// so only requests a worker actually had in hand can fail with it.
+/// so only requests a worker actually had in hand can fail with it. A failure
+/// caused by the client's body (recorded in `fault`) is the client's, not the worker's.
 async fn send(
     state: &State,
     app: &str,
     mut req: Request<RequestBody>,
+    fault: &Fault,
 ) -> Result<Response<Incoming>, ProxyError> {
     for attempt in 1..=SEND_ATTEMPTS {
         let mut sender = state.channel(app).await.ok_or(ProxyError::NoWorker)?;
@@ -156,8 +175,11 @@ async fn send(
                 req = unsent;
             }
             _ => {
+                if let Some(fault) = fault.get() {
+                    return Err(ProxyError::Body(fault.clone()));
+                }
                 let e = failed.into_error();
-                warn!(app, cause = %e, "worker request failed");
+                warn!(app, cause = %e, limit = crate::channels::limit_hint(&e), "worker request failed");
                 return Err(ProxyError::Worker(e));
             }
         }
@@ -187,20 +209,8 @@ fn redirect_https(
     Some(resp)
 }
 
-/// The Host of a request: the HTTP/2 `:authority`, else the `Host` header.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(auth) = req.uri().authority() {
-        return Some(auth.as_str());
-    }
-    req.headers().get(header::HOST)?.to_str().ok().filter(|h| !h.is_empty())
-}
-
 /// Turns a client request into the request a worker receives (see [`privsep::wire`]).
-fn rewrite(
-    req: Request<Incoming>,
-    host: &str,
-    conn: ConnInfo,
-) -> Result<Request<Incoming>, ProxyError> {
+fn rewrite(req: Request<()>, host: &str, conn: ConnInfo) -> Result<Request<()>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     parts.uri = Uri::builder()
@@ -293,10 +303,14 @@ mod tests {
     #[test]
     fn error_statuses() {
         assert_eq!(ProxyError::UnknownHost.status(), StatusCode::MISDIRECTED_REQUEST);
-        assert_eq!(ProxyError::NoHost.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ProxyError::Framing(Refusal::NoHost).status(), StatusCode::BAD_REQUEST);
+        let too_large = ProxyError::Body(BodyError::TooLarge(1));
+        assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(too_large.is_clients() && !ProxyError::NoWorker.is_clients());
         assert_eq!(ProxyError::NoWorker.status(), StatusCode::BAD_GATEWAY);
         let large = ProxyError::HeadTooLarge { len: 2, limit: 1 };
         assert_eq!(large.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(large.is_clients(), "an HTTP/1.1 connection is closed after it");
     }
 
     #[test]

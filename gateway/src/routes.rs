@@ -25,6 +25,8 @@ pub struct RouteTable {
     wildcards: Vec<(String, Mounts)>,
     /// Apps whose workers start at their first request.
     on_demand: HashSet<String>,
+    /// Each app's `max_body`, where the broker sent one.
+    max_body: HashMap<String, u64>,
 }
 
 impl RouteTable {
@@ -44,6 +46,9 @@ impl RouteTable {
         if route.on_demand {
             self.on_demand.insert(route.app.clone());
         }
+        if let Some(max) = route.max_body {
+            self.max_body.insert(route.app.clone(), max);
+        }
     }
 
     fn wildcard_mounts(&mut self, suffix: &str) -> &mut Mounts {
@@ -62,6 +67,11 @@ impl RouteTable {
         self.on_demand.contains(app)
     }
 
+    /// The longest request body `app` accepts, if the gateway knows it.
+    pub fn max_body(&self, app: &str) -> Option<u64> {
+        self.max_body.get(app).copied()
+    }
+
     /// Removes every route of `app`.
     pub fn remove(&mut self, app: &str) {
         for mounts in self.exact.values_mut().chain(self.wildcards.iter_mut().map(|w| &mut w.1)) {
@@ -70,6 +80,7 @@ impl RouteTable {
         self.exact.retain(|_, mounts| !mounts.is_empty());
         self.wildcards.retain(|(_, mounts)| !mounts.is_empty());
         self.on_demand.remove(app);
+        self.max_body.remove(app);
     }
 
     /// The app serving the root of `host` (a Host header or :authority value).

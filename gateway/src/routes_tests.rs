@@ -6,6 +6,7 @@ fn route(app: &str, hosts: &[&str], prefix: &str, on_demand: bool) -> Route {
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         on_demand,
         prefix: prefix.into(),
+        max_body: Some(1024),
     }
 }
 
@@ -74,4 +75,18 @@ fn removing_a_prefixed_app_keeps_the_others_on_its_host() {
     assert_eq!(t.route("example.com", "/blog/x"), Some("main"));
     t.remove("main");
     assert_eq!(t.route("example.com", "/"), None);
+}
+
+#[test]
+fn max_body_follows_the_latest_route_and_goes_with_the_app() {
+    let mut t = RouteTable::default();
+    t.insert(&route("blog", &["example.com"], "/", false));
+    assert_eq!(t.max_body("blog"), Some(1024));
+    t.insert(&Route { max_body: Some(8), ..route("blog", &["example.com"], "/", false) });
+    assert_eq!(t.max_body("blog"), Some(8));
+    t.insert(&Route { max_body: None, ..route("blog", &["example.com"], "/", false) });
+    assert_eq!(t.max_body("blog"), None, "a route without a limit leaves it to the worker");
+    t.insert(&route("blog", &["example.com"], "/", false));
+    t.remove("blog");
+    assert_eq!(t.max_body("blog"), None);
 }

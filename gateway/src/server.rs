@@ -120,7 +120,11 @@ async fn serve_tls(
         () = stopped(&mut serving.stop) => return,
     };
     match done {
-        Ok(Ok(stream)) => serve_conn(stream, info, activity, state, serving).await,
+        Ok(Ok(stream)) => {
+            let alpn = stream.get_ref().1.alpn_protocol();
+            let serving = crate::tls::by_alpn(alpn, serving);
+            serve_conn(stream, info, activity, state, serving).await
+        }
         Ok(Err(e)) => debug!(peer = %info.peer, cause = %e, "TLS handshake failed"),
         Err(_) => debug!(peer = %info.peer, "TLS handshake timed out"),
     }

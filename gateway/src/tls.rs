@@ -7,7 +7,9 @@
 //! provider, ring, is passed explicitly (`builder_with_provider`). TLS 1.3
 //! and 1.2 (ECDHE only: rustls has no RSA key exchange), ALPN `h2` and
 //! `http/1.1`, no 0-RTT; resumption uses rustls's bounded in-memory session
-//! cache, so this process holds at most that many sessions' secrets.
+//! cache, so this process holds at most that many sessions' secrets. The protocol ALPN
+//! chose is the only one a connection speaks ([`by_alpn`]): after `h2`, HTTP/1.1 bytes
+//! are an HTTP/2 protocol error, never a request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
@@ -163,6 +165,18 @@ impl ResolvesServerCert for SniResolver {
         let tls13 = hello.cipher_suites().iter().any(|s| TLS13_SUITES.contains(s));
         self.state.tls.certificate(app.as_deref(), tls13)
     }
+}
+
+/// `serving` restricted to the protocol ALPN negotiated: `h2` serves HTTP/2 only (a
+/// connection that then sends HTTP/1.1 gets a GOAWAY and is closed), `http/1.1`
+/// HTTP/1.1 only; without ALPN, either, by the first bytes.
+pub fn by_alpn(alpn: Option<&[u8]>, mut serving: crate::server::Serving) -> crate::server::Serving {
+    serving.builder = match alpn {
+        Some(b"h2") => serving.builder.http2_only(),
+        Some(b"http/1.1") => serving.builder.http1_only(),
+        _ => serving.builder,
+    };
+    serving
 }
 
 /// The gateway's one TLS configuration.

@@ -270,6 +270,10 @@ pub struct Route {
     /// `/` (the whole host) or `/segment/…/`.
     #[serde(default = "root_prefix")]
     pub prefix: String,
+    /// The app's `max_body`: the gateway refuses a longer body (413) before it reads
+    /// a byte of it, and ends a streamed one that passes it. `None`: the worker alone checks.
+    #[serde(default)]
+    pub max_body: Option<u64>,
 }
 
 /// The prefix of an app that owns its hosts' whole path space.
@@ -454,6 +458,7 @@ mod tests {
             hosts: vec!["*.blog.localhost".into()],
             on_demand: false,
             prefix: "/blog/".into(),
+            max_body: Some(1 << 20),
         });
         let bytes = encode(&msg).expect("small message encodes");
         assert_eq!(decode::<ToGateway>(&bytes).expect("decodes"), msg);

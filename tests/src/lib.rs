@@ -23,6 +23,7 @@
 //! - [`php`]: writes small PHP applications (and the Rust twins of what they print).
 //! - [`php_fpm`]: one php-fpm master per app on a Unix socket, stopped on drop.
 //! - [`procfs`]: the process tree and what each process exposes in `/proc`.
+//! - [`raw`]: a raw HTTP/1.1 client that sends exact bytes and parses the answers.
 //! - [`rigged`]: a bin directory where chosen apps' worker is another program.
 //! - [`stack`]: one call that assembles all of the above for the common case.
 //! - [`tls`]: certificates made with `openssl`, HTTPS worlds, a rustls client, memory scans.
@@ -39,6 +40,7 @@ pub mod php;
 pub mod php_fpm;
 pub mod probe;
 pub mod procfs;
+pub mod raw;
 pub mod rigged;
 pub mod stack;
 pub mod tls;

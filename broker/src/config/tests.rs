@@ -117,8 +117,13 @@ fn a_full_config_round_trips_into_app_spec() {
     assert_eq!((app.workers, app.on_demand), (3, true));
     assert_eq!(config.control_socket, std::path::Path::new("/run/test/bulkhead.sock"));
     assert_eq!(config.shutdown_timeout_ms, 5_000);
-    let route =
-        Route { app: "blog".into(), hosts: app.hosts.clone(), on_demand: true, prefix: "/".into() };
+    let route = Route {
+        app: "blog".into(),
+        hosts: app.hosts.clone(),
+        on_demand: true,
+        prefix: "/".into(),
+        max_body: Some(64 * 1024 * 1024),
+    };
     assert_eq!(app.route(), route);
     let secrets: Vec<(&str, &str)> =
         app.secrets.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
