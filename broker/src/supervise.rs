@@ -261,6 +261,22 @@ fn ready_once(ready: &mut bool, event: Option<Event>) -> Result<Option<Event>, S
     Ok(event)
 }
 
+/// Whether process `pid` is gone or on its way out: a zombie, dead, or past the start of
+/// `exit` (the kernel's `PF_EXITING` flag in `/proc/PID/stat`), where its descriptors are
+/// already closing but its parent has not been told yet.
+pub fn is_exiting(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The fields after the command name (which may hold spaces and parentheses).
+    let Some((_, rest)) = stat.rsplit_once(')') else { return true };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first().copied().unwrap_or("X");
+    let flags = fields.get(6).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
+}
+
 /// Exponential restart backoff that resets after a healthy run.
 #[derive(Debug)]
 pub struct Backoff {
@@ -308,6 +324,15 @@ impl CrashCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_process_is_not_exiting_and_a_reaped_one_is() {
+        assert!(!is_exiting(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().expect("spawning true");
+        let pid = child.id();
+        let _ = child.wait();
+        assert!(is_exiting(pid), "a reaped pid is gone");
+    }
 
     #[test]
     fn backoff_doubles_caps_and_resets_after_a_healthy_run() {

@@ -426,7 +426,14 @@ impl Broker {
         if generation != st.generation || recent {
             return;
         }
-        let ready: Vec<u64> = st.active().filter(|(_, w)| w.ready).map(|(s, _)| *s).collect();
+        // A channel usually dies with its worker, and the worker's exit may not have
+        // reached the broker yet: a worker already exiting gets no new channel (its
+        // restart brings one), or the requests waiting for it would fail a second time.
+        let ready: Vec<u64> = st
+            .active()
+            .filter(|(_, w)| w.ready && !w.control.pid.is_some_and(supervise::is_exiting))
+            .map(|(s, _)| *s)
+            .collect();
         if ready.is_empty() {
             return;
         }
