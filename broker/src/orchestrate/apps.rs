@@ -157,6 +157,7 @@ impl AppState {
                 .retry_at
                 .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
             workers: self.workers.values().map(WorkerChild::status).collect(),
+            pool_pid: None,
         }
     }
 }
@@ -190,6 +191,7 @@ impl Broker {
     pub(super) async fn add_app(&mut self, app: App) {
         let name = app.spec.name.clone();
         let profile = profiles::worker(&self.config, &app);
+        self.add_pool(&app).await;
         self.apps.insert(name.clone(), AppState::new(app, profile));
         self.send_route(&name).await;
         self.top_up(&name).await;
@@ -212,6 +214,7 @@ impl Broker {
     /// Stops managing `app`: the gateway forgets it, its workers drain.
     pub(super) async fn remove_app(&mut self, name: &str) {
         self.to_gateway(&ToGateway::RemoveApp { app: name.into() }).await;
+        self.remove_pool(name);
         if let Some(mut st) = self.apps.remove(name) {
             let serials: Vec<u64> = st.workers.keys().copied().collect();
             drain(&mut st, &serials);
