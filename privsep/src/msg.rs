@@ -421,6 +421,8 @@ pub struct PoolInit {
     pub config: PathBuf,
     /// The path the listening socket is bound to (php-fpm matches its `listen` against it).
     pub socket: PathBuf,
+    /// Whether PHP may run programs; if not, php-fpm is the last program exec'd.
+    pub programs: bool,
     /// The sandbox applied before php-fpm's first instruction.
     pub sandbox: Profile,
 }

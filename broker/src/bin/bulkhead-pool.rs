@@ -46,10 +46,15 @@ fn main() -> anyhow::Result<()> {
     env.extend_from_slice(format!("={LISTENER_FD}").as_bytes());
     let env = [c(&env)?];
     sandbox::enter(&init.sandbox).context("entering the sandbox")?;
-    sandbox::lock(&init.sandbox).context("locking the sandbox")?;
     // Rootless mode started by root: uid 0 inside a user namespace, without capabilities.
     if nix::unistd::geteuid().is_root() {
         argv.push(c(b"--allow-to-run-as-root")?);
+    }
+    if init.programs {
+        sandbox::lock(&init.sandbox).context("locking the sandbox")?;
+    } else {
+        sandbox::lock_before_exec(&init.sandbox, argv[0].as_ptr())
+            .context("locking the sandbox")?;
     }
     let child = program::start(&argv, &env, listener.as_fd(), LISTENER_FD)?;
     drop(listener);

@@ -146,6 +146,7 @@ async fn spawn(
         binary: pool.php.binary.clone(),
         config: pool.php.config_file(),
         socket: pool.php.socket(),
+        programs: pool.php.programs,
         sandbox: pool.profile.clone(),
     };
     if let Err(e) = control.send(&ToPool::Init(Box::new(init)), &[pool.listener.as_fd()]).await {

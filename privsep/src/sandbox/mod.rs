@@ -258,3 +258,22 @@ pub fn lock(profile: &Profile) -> Result<(), SandboxError> {
         None => Ok(()),
     }
 }
+
+/// [`lock`] for a launcher that execs exactly one program next, through the
+/// file name at `filename`: afterwards no `execve` can succeed, since its
+/// argument would have to be that address in a fresh address space (any other
+/// kills the caller). Without a deny-list seccomp policy this adds nothing.
+pub fn lock_before_exec(
+    profile: &Profile,
+    filename: *const libc::c_char,
+) -> Result<(), SandboxError> {
+    lock(profile)?;
+    match &profile.seccomp {
+        Some(policy)
+            if policy.deny_list && (!profile.best_effort || features::seccomp_supported()) =>
+        {
+            syscalls::install_exec_once(filename as u64)
+        }
+        _ => Ok(()),
+    }
+}

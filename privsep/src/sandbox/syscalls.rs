@@ -41,6 +41,17 @@ pub(super) fn install(policy: &Seccomp) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Installs, for a program host that may run no program, a filter killing
+/// every `execve` whose file name is not at `filename` (the launcher's own
+/// pointer to php-fpm's path, valid in no later address space), on every thread.
+pub(super) fn install_exec_once(filename: u64) -> Result<(), SandboxError> {
+    let other = rule(vec![cond(0, Len::Qword, Op::Ne, filename)?])?;
+    let rules = Rules::from([(libc::SYS_execve, vec![other])]);
+    let program = filter(rules, SeccompAction::Allow, SeccompAction::KillProcess)?;
+    seccompiler::apply_filter_all_threads(&program)
+        .map_err(|e| SandboxError::Seccomp(e.to_string()))
+}
+
 /// The programs in installation order (the allow-list last).
 fn programs(policy: &Seccomp) -> Result<Vec<BpfProgram>, SandboxError> {
     if policy.deny_list {
