@@ -247,17 +247,19 @@ fn port_unshared(
     p: &mut Problems,
 ) {
     match seen.get(&addr.port()) {
-        Some((j, other, name)) if *other != addr => p.push(
+        Some((_, other, label)) if *other != addr => p.push(
             key(&format!("app[{i}]"), what),
             format!(
-                "port {} is also app[{j}] ({name:?})'s endpoint at {other}: a sandbox (Landlock) \
-                 pins TCP ports, not addresses, so each app's TCP endpoints need ports of their own",
+                "port {} is also {label} at {other}: a sandbox (Landlock) pins TCP ports, \
+                 not addresses, so each app's TCP backend and php.connect endpoints need ports of their own",
                 addr.port()
             ),
         ),
         Some(_) => {}
         None => {
-            seen.insert(addr.port(), (i, addr, app.spec.name.clone()));
+            let kind = if what == "fastcgi" { "backend" } else { "php.connect endpoint" };
+            let label = format!("app[{i}] ({:?})'s {kind}", app.spec.name);
+            seen.insert(addr.port(), (i, addr, label));
         }
     }
 }
