@@ -302,3 +302,30 @@ fn a_killed_pool_master_is_replaced_within_a_second_and_the_other_app_sees_nothi
     assert!(back_after < Duration::from_secs(5), "alpha took {back_after:?} to come back");
     assert_eq!(failed, 0, "beta failed requests while alpha's pool restarted");
 }
+
+#[test]
+fn audit_checks_every_php_fpm_process_against_the_pool_profile() {
+    for mode in ["root", "rootless"] {
+        let world = start(mode, "");
+        assert_eq!(world.client.get("alpha.localhost", "/hello.php").text(), "alpha ok");
+        let out = std::process::Command::new(bulkhead_tests::binaries::broker())
+            .args(["audit", "--config"])
+            .arg(world.bulkhead.config_path())
+            .output()
+            .expect("running bulkhead audit");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        println!("[{mode}] {text}");
+        assert!(out.status.success(), "audit failed in {mode} mode:\n{text}");
+        for app in ["alpha", "beta"] {
+            assert!(
+                text.contains(&format!("pool[{app}] (pid")),
+                "{app}'s launcher audited: {text}"
+            );
+            assert!(
+                text.contains(&format!("pool[{app}] php-fpm (pid")),
+                "{app}'s php-fpm audited: {text}"
+            );
+        }
+    }
+}
