@@ -128,6 +128,10 @@ impl Broker {
         self.pools.values().filter(|p| p.child.is_some()).count()
     }
 
+    pub(super) fn has_pool(&self, name: &str) -> bool {
+        self.pools.contains_key(name)
+    }
+
     pub(super) fn pool_pid(&self, name: &str) -> Option<u32> {
         self.pools.get(name)?.child.as_ref()?.1.pid
     }
