@@ -166,8 +166,9 @@ const PHP_SUPPORT: [&str; 7] = [
     "/usr/share/php",
     "/etc/ssl/openssl.cnf",
 ];
-/// Programs PHP may run when the app allows it (`programs = true`).
-const PROGRAM_DIRS: [&str; 4] = ["/usr", "/bin", "/sbin", "/etc"];
+/// Programs PHP may run when the app allows it (`programs = true`). Not `/etc`:
+/// it may hold Bulkhead's own secrets, readable by the broker's user in rootless mode.
+const PROGRAM_DIRS: [&str; 3] = ["/usr", "/bin", "/sbin"];
 
 fn existing(paths: &[&str]) -> Vec<PathBuf> {
     paths.iter().map(PathBuf::from).filter(|p| p.exists()).collect()
@@ -178,9 +179,8 @@ fn pool_view(app: &App, php: &PhpPool) -> MountView {
     let mut binds = Vec::new();
     if php.programs {
         binds.extend(existing(&PROGRAM_DIRS).into_iter().map(|p| bind(p, BindAccess::Program)));
-    } else {
-        binds.extend(existing(&PHP_SUPPORT).into_iter().map(|p| bind(p, BindAccess::ReadOnly)));
     }
+    binds.extend(existing(&PHP_SUPPORT).into_iter().map(|p| bind(p, BindAccess::ReadOnly)));
     binds.extend(existing(&LIBRARY_DIRS).into_iter().map(|p| bind(p, BindAccess::Program)));
     if !php.programs {
         binds.push(bind(php.binary.clone(), BindAccess::Program));
@@ -204,14 +204,12 @@ fn pool_view(app: &App, php: &PhpPool) -> MountView {
 
 fn pool_landlock(app: &App, php: &PhpPool, connect_tcp: Vec<u16>) -> Landlock {
     let mut read = existing(&LIBRARY_DIRS);
+    read.extend(existing(&PHP_SUPPORT));
     let mut execute = existing(&LOADERS);
+    execute.push(php.binary.clone());
     if php.programs {
         read.extend(existing(&PROGRAM_DIRS));
         execute.extend(existing(&PROGRAM_DIRS));
-        execute.extend(existing(&LIBRARY_DIRS));
-    } else {
-        read.extend(existing(&PHP_SUPPORT));
-        execute.push(php.binary.clone());
     }
     read.extend([php.config_file(), app.spec.root.clone()]);
     read.extend(php.read.iter().cloned());

@@ -329,3 +329,17 @@ fn audit_checks_every_php_fpm_process_against_the_pool_profile() {
         }
     }
 }
+
+#[test]
+fn programs_true_lets_php_run_programs_and_still_hides_the_other_app() {
+    let world = start("root", ", programs = true");
+    let p = world.dir.path();
+    let page = format!(
+        "<?php echo shell_exec('echo ran-a-shell'), var_export(@file_get_contents({:?}), true);",
+        p.join("beta-secret").display().to_string()
+    );
+    write(&p.join("alpha/run.php"), &page, 0o644);
+    let text = world.client.get("alpha.localhost", "/run.php").text();
+    assert!(text.contains("ran-a-shell"), "programs = true runs a shell: {text}");
+    assert!(text.ends_with("false"), "beta's secret stays out of view: {text}");
+}
