@@ -36,6 +36,8 @@ echo 'beta session=', session_id(), ' secret-length=', strlen($_SERVER['BETA_TOK
 "#;
 
 struct World {
+    /// The config the broker started with.
+    toml: String,
     dir: tempfile::TempDir,
     bulkhead: Bulkhead,
     client: Client,
@@ -91,7 +93,7 @@ fn start(mode: &str, extra_alpha: &str) -> World {
     );
     let bulkhead = Bulkhead::start(&toml);
     let client = Client::new(bulkhead.addr(), Proto::Http1, &["alpha.localhost", "beta.localhost"]);
-    World { dir, bulkhead, client }
+    World { toml, dir, bulkhead, client }
 }
 
 /// php-fpm's master of `app`: the only child of its pool launcher.
@@ -342,4 +344,51 @@ fn programs_true_lets_php_run_programs_and_still_hides_the_other_app() {
     let text = world.client.get("alpha.localhost", "/run.php").text();
     assert!(text.contains("ran-a-shell"), "programs = true runs a shell: {text}");
     assert!(text.ends_with("false"), "beta's secret stays out of view: {text}");
+}
+
+#[test]
+fn a_reload_that_changes_php_settings_replaces_the_pool_without_a_failed_request() {
+    let world = start("root", "");
+    let p = world.dir.path();
+    write(&p.join("alpha/ini.php"), "<?php echo 'limit=', ini_get('upload_max_filesize');", 0o644);
+    let ini = || world.client.get("alpha.localhost", "/ini.php").text();
+    assert_eq!(ini(), "limit=2M", "php.ini's default first");
+    let old = fpm_master(&world, "alpha");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let addr = world.bulkhead.addr();
+    let (failed, total) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let client = Client::new(addr, Proto::Http1, &["alpha.localhost"]);
+            let (mut failed, mut total) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = client.get("alpha.localhost", "/hello.php");
+                total += 1;
+                if reply.status != 200 || reply.text() != "alpha ok" {
+                    failed += 1;
+                }
+            }
+            (failed, total)
+        });
+        let _stop = StopOnDrop(&done);
+        std::thread::sleep(Duration::from_millis(300));
+        let changed = world.toml.replacen(
+            "php = { max_children = 4 }",
+            "php = { max_children = 4, php_admin_value = { \"upload_max_filesize\" = \"7M\" } }",
+            1,
+        );
+        assert_ne!(changed, world.toml);
+        world.bulkhead.rewrite_config(&changed);
+        let out = world.bulkhead.reload();
+        assert_eq!(out.code, Some(0), "reload: {}", out.output());
+        let applied = bulkhead_tests::net::poll_until(Duration::from_secs(5), || {
+            (ini() == "limit=7M").then_some(())
+        });
+        assert!(applied.is_some(), "the new setting never applied: {}", ini());
+        std::thread::sleep(Duration::from_millis(500));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().expect("load")
+    });
+    println!("{total} requests to alpha across the pool's replacement, {failed} failed");
+    assert!(running_master(&world, "alpha").is_some_and(|m| m != old), "a new php-fpm master runs");
+    assert_eq!(failed, 0, "requests failed while the pool was replaced");
 }

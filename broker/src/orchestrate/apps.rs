@@ -201,12 +201,13 @@ impl Broker {
     pub(super) async fn change_app(&mut self, app: App) {
         let name = app.spec.name.clone();
         let profile = profiles::worker(&self.config, &app);
-        // A pool keeps running across reloads (its settings apply at its next start);
-        // one is started or stopped when the app gains or loses `php`.
+        // A pool is started, replaced (when its settings or profile change) or
+        // stopped as the app gains, changes or loses `php`.
         match (&app.php, self.has_pool(&name)) {
             (Some(_), false) => self.add_pool(&app).await,
+            (Some(_), true) => self.change_pool(&app).await,
             (None, true) => self.remove_pool(&name),
-            _ => {}
+            (None, false) => {}
         }
         let Some(st) = self.apps.get_mut(&name) else { return };
         st.generation += 1;

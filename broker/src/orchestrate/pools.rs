@@ -101,6 +101,36 @@ impl Broker {
         }
     }
 
+    /// A reload changed `app`: when its pool's settings or profile differ, a new
+    /// php-fpm starts on the same socket first, then the old one finishes its
+    /// requests and exits, so no request fails (both accept from one backlog).
+    pub(super) async fn change_pool(&mut self, app: &App) {
+        let Some(php) = &app.php else { return };
+        let name = app.spec.name.clone();
+        let profile = profiles::pool(&self.config, app, php);
+        let Some(pool) = self.pools.get_mut(&name) else { return };
+        if pool.php == *php && pool.profile == profile {
+            return;
+        }
+        if pool.php.dir != php.dir {
+            // The socket moves with the control socket: a new pool from scratch.
+            self.remove_pool(&name);
+            return self.add_pool(app).await;
+        }
+        if let Err(e) = std::fs::write(php.config_file(), fpm_config(app, php)) {
+            return error!(app = %name, cause = %e, "cannot rewrite the php pool's configuration");
+        }
+        info!(app = %name, "reload: replacing the php pool with its new settings");
+        pool.php = php.clone();
+        pool.profile = profile;
+        pool.backoff = Backoff::default();
+        let old = pool.child.take();
+        self.start_pool(&name).await;
+        if let Some((_, control)) = old {
+            stop(control);
+        }
+    }
+
     /// Stops `name`'s pool gracefully (a removed app).
     pub(super) fn remove_pool(&mut self, name: &str) {
         if let Some(pool) = self.pools.remove(name) {
