@@ -70,6 +70,7 @@ pub fn run(config_path: &Path) -> Result<Report, AuditError> {
         audit_child(&mut report, child, &role, &expected, &broker_ns);
         if role.starts_with("pool[") {
             audit_php_fpm(&mut report, child, &role, &expected, &broker_ns);
+            report.text.push_str(&pool_limits(child));
         }
     }
     if !saw_gateway {
@@ -128,6 +129,29 @@ fn expected_profile(config: &Config, pid: u32) -> Option<(String, Profile)> {
         }
         _ => None,
     }
+}
+
+/// The limits the kernel applies to a pool, read back from its php-fpm master, and
+/// whether a cgroup v2 hierarchy could add memory and pids limits per app.
+fn pool_limits(launcher: u32) -> String {
+    let Some(master) = children(launcher).first().copied() else { return String::new() };
+    let limits = fs::read_to_string(format!("/proc/{master}/limits")).unwrap_or_default();
+    let wanted = ["Max processes", "Max open files", "Max file size", "Max address space"];
+    let shown: Vec<String> = limits
+        .lines()
+        .filter(|line| wanted.iter().any(|w| line.starts_with(w)))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let controllers = fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    let cgroup = if ["memory", "pids"]
+        .iter()
+        .all(|c| controllers.split_whitespace().any(|x| x == *c))
+    {
+        "cgroup v2 with memory and pids controllers is available, but Bulkhead sets no per-app cgroup yet"
+    } else {
+        "no per-app cgroup: this host has no cgroup v2 hierarchy with memory and pids controllers"
+    };
+    format!("  limits in force: {}\n  {cgroup}\n", shown.join("; "))
 }
 
 /// Every php-fpm process beneath a pool launcher, against the pool's profile.
