@@ -319,6 +319,7 @@ fn audit_checks_every_php_fpm_process_against_the_pool_profile() {
             + &String::from_utf8_lossy(&out.stderr);
         println!("[{mode}] {text}");
         assert!(out.status.success(), "audit failed in {mode} mode:\n{text}");
+        assert!(text.contains("limits in force: ") && text.contains("Max processes 36"), "{text}");
         for app in ["alpha", "beta"] {
             assert!(
                 text.contains(&format!("pool[{app}] (pid")),
