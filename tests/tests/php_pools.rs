@@ -57,6 +57,11 @@ fn write(path: &Path, text: &str, mode: u32) {
 }
 
 fn start(mode: &str, extra_alpha: &str) -> World {
+    start_with(mode, extra_alpha, "")
+}
+
+/// `extra_alpha` goes inside alpha's `php = { … }`, `alpha_lines` into its `[[app]]`.
+fn start_with(mode: &str, extra_alpha: &str, alpha_lines: &str) -> World {
     let dir = bulkhead_tests::temp_dir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let root_mode = mode == "root";
@@ -79,7 +84,7 @@ fn start(mode: &str, extra_alpha: &str) -> World {
     let toml = format!(
         "listen = [\"127.0.0.1:{port}\"]\n\
          [sandbox]\nmode = \"{mode}\"\nuid_range = \"{UID_FIRST}-{}\"\n\
-         [[app]]\nname = \"alpha\"\nhosts = [\"alpha.localhost\"]\nroot = {a:?}\nwritable = [{aw:?}]\n\
+         [[app]]\nname = \"alpha\"\nhosts = [\"alpha.localhost\"]\nroot = {a:?}\nwritable = [{aw:?}]\n{alpha_lines}\
          php = {{ max_children = 4{extra_alpha} }}\n\
          [[app]]\nname = \"beta\"\nhosts = [\"beta.localhost\"]\nroot = {b:?}\nwritable = [{bw:?}]\n\
          php = {{ max_children = 4 }}\n\
@@ -392,4 +397,31 @@ fn a_reload_that_changes_php_settings_replaces_the_pool_without_a_failed_request
     println!("{total} requests to alpha across the pool's replacement, {failed} failed");
     assert!(running_master(&world, "alpha").is_some_and(|m| m != old), "a new php-fpm master runs");
     assert_eq!(failed, 0, "requests failed while the pool was replaced");
+}
+
+#[test]
+fn an_on_demand_app_starts_its_pool_at_the_first_request_and_stops_it_when_idle() {
+    let world = start_with("root", "", "on_demand = true\nidle_timeout = \"1s\"\n");
+    let pool_of = |app: &str| {
+        let status = world.bulkhead.status();
+        let apps = status["apps"].as_array().cloned().unwrap_or_default();
+        apps.iter().find(|a| a["name"] == app).and_then(|a| a["pool_pid"].as_u64())
+    };
+    assert_eq!(pool_of("alpha"), None, "no pool before the first request");
+    assert!(pool_of("beta").is_some(), "beta is not on demand");
+    let cold = Instant::now();
+    let reply = world.client.get("alpha.localhost", "/hello.php");
+    let took = cold.elapsed();
+    assert_eq!(reply.text(), "alpha ok", "{reply:?}");
+    println!("on-demand cold start with its pool: first response after {took:?}");
+    assert!(pool_of("alpha").is_some(), "the pool runs while the app is in demand");
+    let stopped = bulkhead_tests::net::poll_until(Duration::from_secs(10), || {
+        pool_of("alpha").is_none().then_some(())
+    });
+    assert!(stopped.is_some(), "the pool stops with its idle workers");
+    assert_eq!(
+        world.client.get("alpha.localhost", "/hello.php").text(),
+        "alpha ok",
+        "and starts again"
+    );
 }

@@ -124,7 +124,7 @@ impl AppState {
     }
 
     /// Whether the app should have workers now: always, or on demand while in demand.
-    fn runs_workers(&self) -> bool {
+    pub(super) fn runs_workers(&self) -> bool {
         !self.app.on_demand || self.demand
     }
 
@@ -394,6 +394,7 @@ impl Broker {
             info!(app = name, "starting on demand");
         }
         st.demand = true;
+        self.start_pool(name).await;
         self.top_up(name).await;
     }
 
@@ -454,6 +455,7 @@ impl Broker {
         st.demand = false;
         let serials: Vec<u64> = st.active().map(|(s, _)| *s).collect();
         drain(st, &serials);
+        self.stop_idle_pool(&name);
         self.to_gateway(&ToGateway::Retire { app: name, below: u64::MAX }).await;
     }
 

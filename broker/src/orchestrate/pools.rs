@@ -63,11 +63,20 @@ impl Broker {
             restart_scheduled: false,
         };
         self.pools.insert(name.clone(), state);
-        self.start_pool(&name).await;
+        // An on-demand app's pool starts with its workers, at the first request.
+        if !app.on_demand {
+            self.start_pool(&name).await;
+        }
     }
 
-    /// Starts the launcher of `name`'s pool.
+    /// Starts the launcher of `name`'s pool (unless it runs, or its on-demand app is idle).
     pub(super) async fn start_pool(&mut self, name: &str) {
+        if self.apps.get(name).is_some_and(|st| !st.runs_workers()) {
+            if let Some(pool) = self.pools.get_mut(name) {
+                pool.restart_scheduled = false;
+            }
+            return;
+        }
         let serial = self.next_serial();
         let Some(pool) = self.pools.get_mut(name) else { return };
         pool.restart_scheduled = false;
@@ -127,6 +136,15 @@ impl Broker {
         let old = pool.child.take();
         self.start_pool(&name).await;
         if let Some((_, control)) = old {
+            stop(control);
+        }
+    }
+
+    /// An on-demand app went idle: its pool stops with its workers (the socket stays).
+    pub(super) fn stop_idle_pool(&mut self, name: &str) {
+        let Some(pool) = self.pools.get_mut(name) else { return };
+        if let Some((_, control)) = pool.child.take() {
+            info!(app = name, "idle: stopping its php pool");
             stop(control);
         }
     }
