@@ -8,8 +8,12 @@
 //! through the dynamic loader and LD_PRELOAD + mail()), to signal beta and the
 //! broker, to reach beta's SysV IPC, and to exhaust `/tmp`, memory and
 //! processes. Every attack must fail, in root and in rootless mode, while beta
-//! serves a steady load without one failed request. A killed pool master is
-//! replaced and its app answers again within a second.
+//! serves a steady load without one failed request, and beta's secret is in no
+//! pool's configuration, argv or environment. A killed pool master is replaced
+//! and its app answers again within a second; a reload that changes `php`
+//! replaces the pool without a failed request; an on-demand app's pool starts at
+//! its first request and stops when idle; `bulkhead audit` checks every php-fpm
+//! process; `programs = true` runs programs and still hides the other app.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -243,7 +247,29 @@ fn attack_all(mode: &str) {
     assert_eq!(failed_during, 0, "beta failed requests while alpha attacked");
     let hello = world.client.get("alpha.localhost", "/hello.php");
     assert_eq!(hello.text(), "alpha ok", "alpha still serves after its attacks");
+    secrets_stay_out_of_pools(&world, &pools);
     drop((tcp, abstract_socket));
+}
+
+/// beta's secret travels only per request: never in a pool's config, argv or environment.
+fn secrets_stay_out_of_pools(world: &World, pools: &Path) {
+    let secret = b"beta-token-7f3a";
+    for app in ["alpha", "beta"] {
+        let config = std::fs::read(pools.join(app).join("php-fpm.conf")).expect("the pool config");
+        assert!(!procfs::contains_bytes(&config, secret), "{app}'s pool config holds the secret");
+        let master = fpm_master(world, app);
+        let mut pids = vec![master];
+        pids.extend(procfs::children(master));
+        for pid in pids {
+            let environ = procfs::environ(pid).unwrap_or_default();
+            let argv = procfs::cmdline(pid);
+            assert!(
+                !procfs::contains_bytes(&environ, secret),
+                "{app}'s php-fpm {pid} env holds it"
+            );
+            assert!(!procfs::contains_bytes(&argv, secret), "{app}'s php-fpm {pid} argv holds it");
+        }
+    }
 }
 
 fn encode(text: &str) -> String {
