@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The release build as deployed, end to end: runs the quick start's demo
 # (deploy/demo/run.sh, which builds with scripts/build-release.sh) on a spare port and
-# checks that both tenants answer through php-fpm, each with its own secret only, that
+# checks that both tenants answer through their managed php-fpm pools, each with its own
+# secret only and unable to read the other's files, that
 # the worker binary is the statically linked one, and that an idle worker stays small.
 # Stops everything it started. Used by .ci/run; needs php8.2-fpm and curl.
 #
@@ -38,6 +39,10 @@ grep -q 'beta-demo' <<<"$beta" || fail "beta did not get its secrets: $beta"
 ! grep -q 'beta-demo' <<<"$alpha" || fail "alpha received beta's secret"
 ! grep -q 'alpha-demo' <<<"$beta" || fail "beta received alpha's secret"
 ! grep -q '^warning: ' "$log" || fail "bulkhead check warned about the demo's files"
+for page in "$alpha" "$beta"; do
+    grep -q 'refused' <<<"$page" || fail "a tenant's page does not show its refused attempts: $page"
+    ! grep -q 'READ \|RAN:' <<<"$page" || fail "a tenant's PHP reached what its pool must not: $page"
+done
 status="$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: nobody.localhost' "http://127.0.0.1:$port/")"
 [[ "$status" == 421 ]] || fail "an unknown host got $status, not 421"
 

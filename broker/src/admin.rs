@@ -83,6 +83,9 @@ pub struct AppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_ms: Option<u64>,
     pub workers: Vec<WorkerStatus>,
+    /// The launcher of the app's managed php-fpm pool (php-fpm is its only child).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,11 @@
 //! they are reported as such and left to the escape tests. The broker itself
 //! is checked too: non-dumpable, and no secret in its environment (`own`).
 //!
+//! A managed pool is audited as its launcher (`bulkhead-pool`,
+//! `BULKHEAD_ROLE=pool[NAME]`) and every php-fpm process beneath it, each
+//! against the pool's profile; the php-fpm processes must also be in a PID
+//! namespace other than the broker's.
+//!
 //! Read-only: it never signals, traces or changes a process.
 
 use std::collections::BTreeSet;
@@ -30,6 +35,8 @@ mod own;
 const NAMESPACES: [&str; 5] = ["user", "mnt", "net", "ipc", "uts"];
 /// Fewest stacked filters a locked child has (clone3, open, ioctl, allow-list).
 const MIN_FILTERS: u32 = 4;
+/// Fewest a pool process has (clone3, the deny-list; the exec-once filter unless `programs`).
+const MIN_POOL_FILTERS: u32 = 2;
 
 /// Why the audit could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +74,10 @@ pub fn run(config_path: &Path) -> Result<Report, AuditError> {
         let Some((role, expected)) = expected_profile(&config, child) else { continue };
         saw_gateway |= role == "gateway";
         audit_child(&mut report, child, &role, &expected, &broker_ns);
+        if role.starts_with("pool[") {
+            audit_php_fpm(&mut report, child, &role, &expected, &broker_ns);
+            report.text.push_str(&pool_limits(child));
+        }
     }
     if !saw_gateway {
         report.findings.push("no live gateway found".to_owned());
@@ -116,7 +127,61 @@ fn expected_profile(config: &Config, pid: u32) -> Option<(String, Profile)> {
             let app = config.apps.iter().find(|app| app.spec.name == name)?;
             Some((role.clone(), profiles::worker(config, app)))
         }
+        "bulkhead-pool" => {
+            let role = environ_var(pid, "BULKHEAD_ROLE")?;
+            let name = role.strip_prefix("pool[")?.strip_suffix(']')?;
+            let app = config.apps.iter().find(|app| app.spec.name == name)?;
+            Some((role.clone(), profiles::pool(config, app, app.php.as_ref()?)))
+        }
         _ => None,
+    }
+}
+
+/// The limits the kernel applies to a pool, read back from its php-fpm master, and
+/// whether a cgroup v2 hierarchy could add memory and pids limits per app.
+fn pool_limits(launcher: u32) -> String {
+    let Some(master) = children(launcher).first().copied() else { return String::new() };
+    let limits = fs::read_to_string(format!("/proc/{master}/limits")).unwrap_or_default();
+    let wanted = ["Max processes", "Max open files", "Max file size", "Max address space"];
+    let shown: Vec<String> = limits
+        .lines()
+        .filter(|line| wanted.iter().any(|w| line.starts_with(w)))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let controllers = fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    let cgroup = if ["memory", "pids"]
+        .iter()
+        .all(|c| controllers.split_whitespace().any(|x| x == *c))
+    {
+        "cgroup v2 with memory and pids controllers is available, but Bulkhead sets no per-app cgroup yet"
+    } else {
+        "no per-app cgroup: this host has no cgroup v2 hierarchy with memory and pids controllers"
+    };
+    format!("  limits in force: {}\n  {cgroup}\n", shown.join("; "))
+}
+
+/// Every php-fpm process beneath a pool launcher, against the pool's profile.
+fn audit_php_fpm(
+    report: &mut Report,
+    launcher: u32,
+    role: &str,
+    expected: &Profile,
+    broker_ns: &[String],
+) {
+    // The launcher stays in the broker's PID namespace; only what it forks is in the pool's.
+    let pid_ns =
+        |pid: u32| fs::read_link(format!("/proc/{pid}/ns/pid")).map(|p| p.display().to_string());
+    let broker_pid_ns = pid_ns(launcher).unwrap_or_default();
+    let mut queue = children(launcher);
+    while let Some(pid) = queue.pop() {
+        queue.extend(children(pid));
+        let role = format!("{role} php-fpm");
+        audit_child(report, pid, &role, expected, broker_ns);
+        if expected.namespaces.pid && pid_ns(pid).is_ok_and(|ns| ns == broker_pid_ns) {
+            let what = "shares the broker's pid namespace";
+            let _ = writeln!(report.text, "  WEAKER: {what}");
+            report.findings.push(format!("{role} (pid {pid}): {what}"));
+        }
     }
 }
 
@@ -188,8 +253,12 @@ fn thread_problems(status: &str, expected: &Profile) -> Vec<String> {
     }
     if expected.seccomp.is_some() {
         want("Seccomp", &|v| v == "2", "2 (filter)");
-        let enough = |v: &str| v.parse::<u32>().is_ok_and(|n| n >= MIN_FILTERS);
-        want("Seccomp_filters", &enough, &format!("at least {MIN_FILTERS}"));
+        let min = match &expected.seccomp {
+            Some(policy) if policy.deny_list => MIN_POOL_FILTERS,
+            _ => MIN_FILTERS,
+        };
+        let enough = |v: &str| v.parse::<u32>().is_ok_and(|n| n >= min);
+        want("Seccomp_filters", &enough, &format!("at least {min}"));
     }
     if let Some(id) = expected.identity {
         let all = |want: u32| move |v: &str| v.split_whitespace().all(|x| x == want.to_string());

@@ -6,6 +6,7 @@
 //!   syntax step (an error names line:column) and [`ConfigError`];
 //! - `raw`: serde structs with `deny_unknown_fields`; the top level and each
 //!   `[[app]]` are mapped separately, so one bad key does not hide the next;
+//! - `php`: the `php = { … }` table of a managed pool;
 //! - `users`: resolving `user = "name"` through `/etc/passwd`;
 //! - `validate`: every value is checked and *all* problems are collected,
 //!   each with its key path (`app[1].hosts[0]`), using the small checkers in
@@ -21,6 +22,7 @@ mod client;
 mod hosts;
 mod modes;
 mod paths;
+pub mod php;
 mod raw;
 mod secrets;
 pub mod users;
@@ -168,6 +170,8 @@ pub struct App {
     pub workers: u32,
     /// Start workers at the first request and stop them when idle.
     pub on_demand: bool,
+    /// The managed php-fpm pool (`php = { … }`); `None`: an external one (`fastcgi`).
+    pub php: Option<php::PhpPool>,
 }
 
 impl App {

@@ -14,6 +14,16 @@
 //!   empty network namespace for a Unix backend, else the host's with Landlock
 //!   allowing TCP connect to the backend's port only; its own uid per app.
 //!
+//! - **Pool** (a managed php-fpm): the app's uid (root mode) or a user
+//!   namespace, its own PID namespace; a root holding the libraries, `/etc/php`,
+//!   the php-fpm binary (the only program it may execute unless `programs`),
+//!   the app's root read-only and its writable dirs, a private size-limited
+//!   `/tmp` for sessions and uploads; an empty network unless `connect` lists
+//!   TCP endpoints (then Landlock allows only their ports); seccomp refusing a
+//!   deny-list (ptrace, mount, namespaces, bpf, io_uring, keyctl, …); limits on
+//!   tasks, open files, file size and address space. It never sees its own
+//!   socket: the broker binds it and hands php-fpm the descriptor.
+//!
 //! - **Keyholder:** the gateway's walls, its own uid, no `accept`.
 //!
 //! Uids in root mode: the gateway gets the first uid of `[sandbox] uid_range`,
@@ -29,6 +39,7 @@ use privsep::sandbox::{
 };
 use tracing::warn;
 
+use crate::config::php::{Endpoint, PhpPool};
 use crate::config::{App, Config, SandboxMode};
 
 /// The Landlock ABI the profiles need: file system (V5), TCP (V4) and scopes (V6).
@@ -51,7 +62,7 @@ pub fn gateway(config: &Config) -> Profile {
         mounts: Some(MountView::default()),
         identity: (mode == SandboxMode::Root).then(|| dynamic(config, 0)),
         landlock: Some(Landlock { min_abi: LANDLOCK_ABI, ..Landlock::default() }),
-        seccomp: Some(Seccomp { accept: true, files: false, socket_domains: Vec::new() }),
+        seccomp: Some(Seccomp { accept: true, ..Seccomp::default() }),
         ..common(config)
     }
 }
@@ -69,7 +80,7 @@ pub fn keyholder(config: &Config) -> Profile {
         identity: gateway
             .identity
             .map(|_| dynamic(config, u32::try_from(after_apps).unwrap_or(u32::MAX))),
-        seccomp: Some(Seccomp { accept: false, files: false, socket_domains: Vec::new() }),
+        seccomp: Some(Seccomp::default()),
         ..gateway
     }
 }
@@ -90,9 +101,129 @@ pub fn worker(config: &Config, app: &App) -> Profile {
             accept: false,
             files: true,
             socket_domains: vec![socket_domain(backend)],
+            deny_list: false,
         }),
         ..common(config)
     }
+}
+
+/// The profile of `app`'s managed php-fpm pool.
+pub fn pool(config: &Config, app: &App, php: &PhpPool) -> Profile {
+    let mode = mode(config);
+    if mode == SandboxMode::Off {
+        return Profile::default();
+    }
+    let ports: Vec<u16> = php.tcp().map(|addr| addr.port()).collect();
+    let common = common(config);
+    let mut rlimits = common.rlimits.clone();
+    rlimits.extend(pool_limits(php));
+    Profile {
+        namespaces: Namespaces { pid: true, ..namespaces(mode, ports.is_empty()) },
+        mounts: Some(pool_view(app, php)),
+        identity: (mode == SandboxMode::Root).then(|| worker_identity(config, app)),
+        rlimits,
+        landlock: Some(pool_landlock(app, php, ports)),
+        seccomp: Some(Seccomp { deny_list: true, ..Seccomp::default() }),
+        ..common
+    }
+}
+
+/// Bytes of a pool's private `/tmp` (sessions, uploads, `sys_temp_dir`).
+pub const POOL_TMP_BYTES: u64 = 64 << 20;
+/// A pool process's address space: PHP's `memory_limit` (128M) stops a script
+/// first; this stops what PHP does not count.
+pub const POOL_ADDRESS_SPACE: u64 = 2 << 30;
+/// The largest file a pool process may write.
+pub const POOL_FILE_SIZE: u64 = 1 << 30;
+/// Open files per pool process.
+pub const POOL_OPEN_FILES: u64 = 1024;
+/// Tasks of the app's uid beyond the pool's children (master, worker threads).
+pub const POOL_SPARE_TASKS: u64 = 32;
+
+fn pool_limits(php: &PhpPool) -> [Rlimit; 4] {
+    let limit = |resource, limit| Rlimit { resource, limit };
+    [
+        limit(Resource::Nproc, u64::from(php.max_children) + POOL_SPARE_TASKS),
+        limit(Resource::Nofile, POOL_OPEN_FILES),
+        limit(Resource::Fsize, POOL_FILE_SIZE),
+        limit(Resource::As, POOL_ADDRESS_SPACE),
+    ]
+}
+
+/// Where the dynamic loader and shared libraries live (those that exist here).
+const LIBRARY_DIRS: [&str; 4] = ["/usr/lib", "/usr/lib64", "/lib", "/lib64"];
+/// ELF interpreters php-fpm may be linked against (those that exist here).
+const LOADERS: [&str; 3] =
+    ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/lib/ld-musl-x86_64.so.1"];
+/// What PHP reads to start and to speak TLS and time zones (those that exist here).
+/// (`/etc/localtime` is left out: an absolute symlink, it cannot be a bind source.)
+const PHP_SUPPORT: [&str; 7] = [
+    "/etc/php",
+    "/etc/ld.so.cache",
+    "/etc/ssl/certs",
+    "/usr/share/ca-certificates",
+    "/usr/share/zoneinfo",
+    "/usr/share/php",
+    "/etc/ssl/openssl.cnf",
+];
+/// Programs PHP may run when the app allows it (`programs = true`). Not `/etc`:
+/// it may hold Bulkhead's own secrets, readable by the broker's user in rootless mode.
+const PROGRAM_DIRS: [&str; 3] = ["/usr", "/bin", "/sbin"];
+
+fn existing(paths: &[&str]) -> Vec<PathBuf> {
+    paths.iter().map(PathBuf::from).filter(|p| p.exists()).collect()
+}
+
+fn pool_view(app: &App, php: &PhpPool) -> MountView {
+    let bind = |path: PathBuf, access| Bind { path, access, optional: false };
+    let mut binds = Vec::new();
+    if php.programs {
+        binds.extend(existing(&PROGRAM_DIRS).into_iter().map(|p| bind(p, BindAccess::Program)));
+    }
+    binds.extend(existing(&PHP_SUPPORT).into_iter().map(|p| bind(p, BindAccess::ReadOnly)));
+    binds.extend(existing(&LIBRARY_DIRS).into_iter().map(|p| bind(p, BindAccess::Program)));
+    if !php.programs {
+        binds.push(bind(php.binary.clone(), BindAccess::Program));
+    }
+    binds.push(bind(php.config_file(), BindAccess::ReadOnly));
+    binds.push(bind(app.spec.root.clone(), BindAccess::ReadOnly));
+    binds.extend(php.read.iter().cloned().map(|p| bind(p, BindAccess::ReadOnly)));
+    let writable = app.writable.iter().chain(&php.write);
+    binds.extend(writable.cloned().map(|p| bind(p, BindAccess::ReadWrite)));
+    for endpoint in &php.connect {
+        if let Endpoint::Unix(path) = endpoint {
+            binds.push(Bind { path: path.clone(), access: BindAccess::ReadOnly, optional: true });
+        }
+    }
+    for device in ["/dev/null", "/dev/zero", "/dev/urandom"] {
+        binds.push(bind(PathBuf::from(device), BindAccess::Device));
+    }
+    binds.sort_by_key(|bind| bind.path.components().count());
+    MountView { private_tmp: Some(POOL_TMP_BYTES), binds }
+}
+
+fn pool_landlock(app: &App, php: &PhpPool, connect_tcp: Vec<u16>) -> Landlock {
+    let mut read = existing(&LIBRARY_DIRS);
+    read.extend(existing(&PHP_SUPPORT));
+    let mut execute = existing(&LOADERS);
+    execute.push(php.binary.clone());
+    if php.programs {
+        read.extend(existing(&PROGRAM_DIRS));
+        execute.extend(existing(&PROGRAM_DIRS));
+    }
+    read.extend([php.config_file(), app.spec.root.clone()]);
+    read.extend(php.read.iter().cloned());
+    read.extend(["/dev/zero", "/dev/urandom"].map(PathBuf::from));
+    for endpoint in &php.connect {
+        if let Endpoint::Unix(path) = endpoint
+            && path.exists()
+        {
+            read.push(path.clone());
+        }
+    }
+    let mut write: Vec<PathBuf> = app.writable.iter().chain(&php.write).cloned().collect();
+    write.extend(["/tmp", "/dev/null"].map(PathBuf::from));
+    Landlock { min_abi: LANDLOCK_ABI, read, write, connect_tcp, execute }
 }
 
 /// What every sandboxed child shares.
@@ -119,6 +250,7 @@ fn namespaces(mode: SandboxMode, isolated_net: bool) -> Namespaces {
         net: isolated_net,
         ipc: true,
         uts: true,
+        pid: false,
     }
 }
 
@@ -188,6 +320,7 @@ fn worker_landlock(app: &App) -> Landlock {
         read: vec![app.spec.root.clone(), Path::new("/dev/urandom").to_path_buf()],
         write,
         connect_tcp,
+        execute: Vec::new(),
     }
 }
 

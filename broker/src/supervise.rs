@@ -50,9 +50,21 @@ pub const MESSAGE_BURST: u32 = 200;
 /// Which child a message or exit is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ChildId {
-    Gateway { serial: u64 },
-    Keyholder { serial: u64 },
-    Worker { app: String, serial: u64 },
+    Gateway {
+        serial: u64,
+    },
+    Keyholder {
+        serial: u64,
+    },
+    Worker {
+        app: String,
+        serial: u64,
+    },
+    /// The launcher of an app's managed php-fpm pool.
+    Pool {
+        app: String,
+        serial: u64,
+    },
 }
 
 impl std::fmt::Display for ChildId {
@@ -61,6 +73,7 @@ impl std::fmt::Display for ChildId {
             Self::Gateway { serial } => write!(f, "gateway#{serial}"),
             Self::Keyholder { serial } => write!(f, "keyholder#{serial}"),
             Self::Worker { app, serial } => write!(f, "worker[{app}]#{serial}"),
+            Self::Pool { app, serial } => write!(f, "pool[{app}]#{serial}"),
         }
     }
 }
@@ -121,6 +134,7 @@ pub fn start(
         ChildId::Gateway { .. } => "gateway".to_owned(),
         ChildId::Keyholder { .. } => "keyholder".to_owned(),
         ChildId::Worker { app, .. } => format!("worker[{app}]"),
+        ChildId::Pool { app, .. } => format!("pool[{app}]"),
     };
     let env = [("RUST_LOG", log.as_str()), ("BULKHEAD_ROLE", role.as_str())];
     let mut child = privsep::spawn::spawn_child(&bin_dir.join(program), &[], &env, theirs.as_fd())?;

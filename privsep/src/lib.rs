@@ -15,6 +15,8 @@
 //!   and its file descriptors per datagram, with hard size and fd caps.
 //! - [`spawn`]: fork+exec of a sibling binary with its control socket at
 //!   [`CONTROL_FD`], an empty environment and no inherited descriptors.
+//! - [`program`]: fork+exec of a foreign program (php-fpm) as PID 1 of the
+//!   launcher's sandbox, and waiting for it.
 //! - [`sandbox`]: sandbox profiles and the code that applies them in a child.
 //! - [`secret`]: a secret value that never prints and is zeroed on drop.
 //! - [`wire`]: the headers the gateway adds to requests it forwards to workers.
@@ -25,6 +27,7 @@ pub mod inherit;
 pub mod keyproto;
 pub mod logging;
 pub mod msg;
+pub mod program;
 pub mod sandbox;
 pub mod secret;
 pub mod spawn;

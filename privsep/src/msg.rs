@@ -415,6 +415,44 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// Broker → pool launcher (`bulkhead-pool`), which sandboxes itself and runs php-fpm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum ToPool {
+    /// What to run and how; one fd follows: the listening FastCGI socket, which the
+    /// broker created and keeps, so a restarted pool is reached on the same socket.
+    Init(Box<PoolInit>),
+    /// Stop gracefully: php-fpm finishes its requests (SIGQUIT), then the launcher exits.
+    Drain,
+}
+
+impl Message for ToPool {
+    fn fds(&self) -> usize {
+        match self {
+            Self::Init(_) => 1,
+            Self::Drain => 0,
+        }
+    }
+}
+
+/// A managed php-fpm pool: the program, its generated configuration and its sandbox.
+/// Holds no secret: those travel with each request, from the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolInit {
+    pub app: String,
+    /// The php-fpm binary, absolute.
+    pub binary: PathBuf,
+    /// The configuration file the broker wrote (visible read-only in the sandbox).
+    pub config: PathBuf,
+    /// The path the listening socket is bound to (php-fpm matches its `listen` against it).
+    pub socket: PathBuf,
+    /// Whether PHP may run programs; if not, php-fpm is the last program exec'd.
+    pub programs: bool,
+    /// The sandbox applied before php-fpm's first instruction.
+    pub sandbox: Profile,
+}
+
 /// Child → broker: the whole allow-list of what a child may say.
 ///
 /// The broker checks each message against the sender's role as well: only

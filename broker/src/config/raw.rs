@@ -74,7 +74,10 @@ pub(super) struct RawApp {
     pub root: PathBuf,
     pub index: Option<Vec<String>>,
     pub front_controller: Option<String>,
-    pub fastcgi: String,
+    /// An external pool; exactly one of `fastcgi` and `php` is set.
+    pub fastcgi: Option<String>,
+    /// A pool the broker starts and sandboxes itself.
+    pub php: Option<super::php::RawPhp>,
     pub fastcgi_keepalive: Option<u32>,
     pub user: Option<String>,
     #[serde(default)]

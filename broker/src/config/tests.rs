@@ -520,3 +520,53 @@ fn tls_min_version_and_signature_rate_are_checked() {
     assert!(config.apps[0].tls.as_ref().is_some_and(|t| t.tls13_only));
     assert_eq!(config.tls_signatures_per_second, 50);
 }
+
+fn php_app(name: &str, php: &str) -> String {
+    app(name, &format!("{name}.localhost"))
+        .replace(&format!("fastcgi = \"unix:/run/php/{name}.sock\"\n"), &format!("php = {php}\n"))
+}
+
+#[test]
+fn a_managed_pool_gets_a_socket_beside_the_control_socket() {
+    let fx = Fixture::new();
+    let text = format!(
+        "{LISTEN}control_socket = \"/run/t/c.sock\"\n{}",
+        php_app(
+            "a",
+            "{ max_children = 3, php_admin_value = { \"upload_max_filesize\" = \"8M\" } }"
+        )
+    );
+    let config = fx.parse(&text).expect("valid");
+    let php = config.apps[0].php.as_ref().expect("a managed pool");
+    assert_eq!(php.max_children, 3);
+    let socket = std::path::Path::new("/run/t/c.pools/a/php-fpm.sock");
+    assert_eq!(config.apps[0].spec.fastcgi, privsep::msg::Backend::Unix(socket.into()));
+}
+
+#[test]
+fn php_values_that_could_rewrite_the_pool_config_are_refused() {
+    let fx = Fixture::new();
+    let evil =
+        r#"{ php_admin_value = { "memory_limit" = "1G\"\nphp_admin_value[open_basedir] = \"/" } }"#;
+    let problems = fx.problems(&format!("{LISTEN}{}", php_app("a", evil)));
+    assert!(
+        problems.iter().any(|p| p.starts_with("app[0].php.php_admin_value.memory_limit")),
+        "{problems:?}"
+    );
+    let both =
+        format!("{LISTEN}{}", app("a", "a.localhost").replace("[[app]]\n", "[[app]]\nphp = {}\n"));
+    assert!(fx.problems(&both).iter().any(|p| p.contains("not both")));
+}
+
+#[test]
+fn a_pool_connect_port_shared_with_another_address_is_refused() {
+    let fx = Fixture::new();
+    let text = format!(
+        "{LISTEN}{}{}",
+        tcp_app("a", "127.0.0.1:25040"),
+        php_app("b", "{ connect = [\"tcp:127.0.0.2:25040\"] }"),
+    );
+    let problems = fx.problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("app[1].php.connect: port 25040"), "{problems:?}");
+}

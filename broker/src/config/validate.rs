@@ -16,6 +16,7 @@ use privsep::secret::Secret;
 use zeroize::Zeroize;
 
 use super::hosts::{self, Claims};
+use super::php::{self, PhpPool};
 use super::raw::{
     HstsValue, RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue,
 };
@@ -29,6 +30,8 @@ struct Context<'a> {
     env: EnvLookup<'a>,
     /// The configured sandbox mode, if any (`user` is refused in rootless mode).
     mode: Option<SandboxMode>,
+    /// Managed pools keep their configuration and socket beside it.
+    control_socket: PathBuf,
 }
 
 /// What must be unique across apps.
@@ -63,13 +66,18 @@ pub(super) fn config(
     let top = raw.top.map(|top| self::top(top, problems));
     let env_secrets = env_secrets(&raw.apps);
     let secret_files = secret_files(&raw.apps);
-    let apps = apps(raw.apps, &Context { env, mode }, problems);
+    let control_socket = top
+        .as_ref()
+        .and_then(|top| top.as_ref()?.control_socket.clone())
+        .unwrap_or_else(|| paths::default_control_socket(origin));
+    let ctx = Context { env, mode, control_socket: control_socket.clone() };
+    let apps = apps(raw.apps, &ctx, problems);
     let mut apps = apps;
     let Top {
         listen,
         listen_tls,
         sandbox,
-        control_socket,
+        control_socket: _,
         shutdown_timeout_ms,
         client,
         trusted_proxies,
@@ -79,7 +87,6 @@ pub(super) fn config(
     for app in &mut apps {
         app.spec.trusted_proxies.clone_from(&trusted_proxies);
     }
-    let control_socket = control_socket.unwrap_or_else(|| paths::default_control_socket(origin));
     let default_ok = default_cert_ok(default_cert.as_deref(), &apps, problems);
     (enough_uids(&sandbox, &apps, problems) && default_ok).then_some(Config {
         listen,
@@ -231,19 +238,38 @@ fn tcp_port_unshared(
     seen: &mut HashMap<u16, (usize, SocketAddr, String)>,
     p: &mut Problems,
 ) {
-    let Backend::Tcp(addr) = app.spec.fastcgi else { return };
+    let backend = match app.spec.fastcgi {
+        Backend::Tcp(addr) => Some((addr, "fastcgi")),
+        Backend::Unix(_) => None,
+    };
+    let connect = app.php.iter().flat_map(|php| php.tcp()).map(|addr| (addr, "php.connect"));
+    for (addr, what) in backend.into_iter().chain(connect) {
+        port_unshared(i, app, addr, what, seen, p);
+    }
+}
+
+fn port_unshared(
+    i: usize,
+    app: &App,
+    addr: SocketAddr,
+    what: &str,
+    seen: &mut HashMap<u16, (usize, SocketAddr, String)>,
+    p: &mut Problems,
+) {
     match seen.get(&addr.port()) {
-        Some((j, other, name)) if *other != addr => p.push(
-            key(&format!("app[{i}]"), "fastcgi"),
+        Some((_, other, label)) if *other != addr => p.push(
+            key(&format!("app[{i}]"), what),
             format!(
-                "port {} is also app[{j}] ({name:?})'s backend at {other}: a worker's sandbox \
-                 pins TCP ports, not addresses, so each app's TCP backend needs a port of its own",
+                "port {} is also {label} at {other}: a sandbox (Landlock) pins TCP ports, \
+                 not addresses, so each app's TCP backend and php.connect endpoints need ports of their own",
                 addr.port()
             ),
         ),
         Some(_) => {}
         None => {
-            seen.insert(addr.port(), (i, addr, app.spec.name.clone()));
+            let kind = if what == "fastcgi" { "backend" } else { "php.connect endpoint" };
+            let label = format!("app[{i}] ({:?})'s {kind}", app.spec.name);
+            seen.insert(addr.port(), (i, addr, label));
         }
     }
 }
@@ -268,6 +294,7 @@ fn app(
     let hsts = hsts(&at, raw, p);
     let secrets = secrets(&at, &raw.secrets, ctx.env, p);
     let workers = workers(&at, raw.workers, p);
+    let php = php(&at, raw, ctx, p);
     let app = App {
         spec: spec?,
         hosts: hosts?,
@@ -280,8 +307,33 @@ fn app(
         secrets: secrets?,
         workers: workers?,
         on_demand: raw.on_demand,
+        php: php?,
+    };
+    let app = App {
+        spec: AppSpec {
+            fastcgi: app
+                .php
+                .as_ref()
+                .map_or(app.spec.fastcgi.clone(), |php| Backend::Unix(php.socket())),
+            ..app.spec
+        },
+        ..app
     };
     fits_messages(&at, &app, p).then_some(app)
+}
+
+/// `php = { … }`: `Some(None)` without one.
+fn php(at: &str, raw: &RawApp, ctx: &Context<'_>, p: &mut Problems) -> Option<Option<PhpPool>> {
+    let Some(table) = &raw.php else { return Some(None) };
+    match php::check(table, &raw.name, &ctx.control_socket) {
+        Ok(pool) => Some(Some(pool)),
+        Err(problems) => {
+            for (k, why) in problems {
+                p.push(key(at, &format!("php.{k}")), why);
+            }
+            None
+        }
+    }
 }
 
 fn key(at: &str, key: &str) -> String {
@@ -353,7 +405,25 @@ fn spec(
         raw.front_controller.as_deref(),
         values::front_controller,
     );
-    let fastcgi = p.take(key(at, "fastcgi"), values::backend(&raw.fastcgi));
+    let fastcgi = match (&raw.fastcgi, &raw.php) {
+        (Some(text), None) => p.take(key(at, "fastcgi"), values::backend(text)),
+        // Replaced by the pool's socket once `php` is checked.
+        (None, Some(_)) => Some(Backend::Unix(PathBuf::new())),
+        (Some(_), Some(_)) => {
+            p.push(
+                key(at, "php"),
+                "set either fastcgi (an external pool) or php (a managed one), not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.push(
+                key(at, "fastcgi"),
+                "set php = { … } (a managed pool) or fastcgi = \"unix:/path\"",
+            );
+            None
+        }
+    };
     let (max_body, timeout_ms) = limits(at, &raw.limits, p);
     let idle_timeout_ms = idle_timeout(at, raw, p);
     let fastcgi_keepalive = keepalive(at, raw.fastcgi_keepalive, p);

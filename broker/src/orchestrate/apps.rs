@@ -149,7 +149,7 @@ impl AppState {
     }
 
     /// Whether the app should have workers now: always, or on demand while in demand.
-    fn runs_workers(&self) -> bool {
+    pub(super) fn runs_workers(&self) -> bool {
         !self.app.on_demand || self.demand
     }
 
@@ -182,6 +182,7 @@ impl AppState {
                 .retry_at
                 .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
             workers: self.workers.values().map(WorkerChild::status).collect(),
+            pool_pid: None,
         }
     }
 }
@@ -215,6 +216,7 @@ impl Broker {
     pub(super) async fn add_app(&mut self, app: App) {
         let name = app.spec.name.clone();
         let profile = profiles::worker(&self.config, &app);
+        self.add_pool(&app).await;
         self.apps.insert(name.clone(), AppState::new(app, profile));
         self.send_route(&name).await;
         self.top_up(&name).await;
@@ -224,6 +226,14 @@ impl Broker {
     pub(super) async fn change_app(&mut self, app: App) {
         let name = app.spec.name.clone();
         let profile = profiles::worker(&self.config, &app);
+        // A pool is started, replaced (when its settings or profile change) or
+        // stopped as the app gains, changes or loses `php`.
+        match (&app.php, self.has_pool(&name)) {
+            (Some(_), false) => self.add_pool(&app).await,
+            (Some(_), true) => self.change_pool(&app).await,
+            (None, true) => self.remove_pool(&name),
+            (None, false) => {}
+        }
         let Some(st) = self.apps.get_mut(&name) else { return };
         st.generation += 1;
         st.app = app;
@@ -237,6 +247,7 @@ impl Broker {
     /// Stops managing `app`: the gateway forgets it, its workers drain.
     pub(super) async fn remove_app(&mut self, name: &str) {
         self.to_gateway(&ToGateway::RemoveApp { app: name.into() }).await;
+        self.remove_pool(name);
         if let Some(mut st) = self.apps.remove(name) {
             let serials: Vec<u64> = st.workers.keys().copied().collect();
             drain(&mut st, &serials);
@@ -408,6 +419,7 @@ impl Broker {
             info!(app = name, "starting on demand");
         }
         st.demand = true;
+        self.start_pool(name).await;
         self.top_up(name).await;
     }
 
@@ -516,6 +528,7 @@ impl Broker {
         st.demand = false;
         let serials: Vec<u64> = st.active().map(|(s, _)| *s).collect();
         drain(st, &serials);
+        self.stop_idle_pool(&name);
         self.to_gateway(&ToGateway::Retire { app: name, below: u64::MAX }).await;
     }
 

@@ -12,12 +12,14 @@
 //! - [`apps`]: each app's workers: start, connect, retire, drain.
 //! - [`gateway`]: the gateway child: start, routes, `Start`, restart.
 //! - [`keyholder`]: TLS listeners and files, the keyholder child, signing channels.
+//! - [`pools`]: each app's managed php-fpm pool: directory, socket, launcher, restarts.
 //! - [`reload`]: applying a new configuration without dropping a request.
 //! - [`shutdown`]: stopping everything within the configured deadline.
 
 mod apps;
 mod gateway;
 mod keyholder;
+mod pools;
 mod reload;
 mod shutdown;
 
@@ -70,6 +72,10 @@ pub enum Event {
     },
     RestartGateway,
     RestartKeyholder,
+    /// A managed pool's restart delay has passed.
+    RestartPool {
+        app: String,
+    },
     /// The first gateway start stops waiting for slow workers.
     StartDeadline,
     /// A reload's new workers took too long to become ready: answer anyway.
@@ -97,6 +103,8 @@ pub struct Broker {
     /// Once true, the gateway is sent `Start` without waiting for workers.
     start_without_waiting: bool,
     apps: BTreeMap<String, apps::AppState>,
+    /// Managed php-fpm pools, by app name.
+    pools: BTreeMap<String, pools::PoolState>,
     /// `bulkhead reload` callers waiting for the new workers to be ready.
     reload_waiters: Vec<reload::Waiter>,
     /// When the last reload was applied (routes the gateway knows may lag behind).
@@ -115,6 +123,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         config_path,
         bin: supervise::bin_dir()?,
         apps: BTreeMap::new(),
+        pools: BTreeMap::new(),
         config,
         listeners,
         events,
@@ -181,6 +190,7 @@ impl Broker {
             Event::RestartWorkers { app } => self.top_up(&app).await,
             Event::RestartGateway => self.start_gateway().await,
             Event::RestartKeyholder => self.start_keyholder().await,
+            Event::RestartPool { app } => self.start_pool(&app).await,
             Event::StartDeadline => {
                 self.start_without_waiting = true;
                 self.maybe_send_start().await;
@@ -197,7 +207,7 @@ impl Broker {
     async fn on_ready(&mut self, id: ChildId) {
         info!(child = %id, "ready");
         match id {
-            ChildId::Gateway { .. } | ChildId::Keyholder { .. } => {}
+            ChildId::Gateway { .. } | ChildId::Keyholder { .. } | ChildId::Pool { .. } => {}
             ChildId::Worker { app, serial } => self.worker_ready(&app, serial).await,
         }
     }
@@ -206,6 +216,7 @@ impl Broker {
         match id {
             ChildId::Gateway { serial } => self.gateway_exited(serial, status, ran_for),
             ChildId::Keyholder { serial } => self.keyholder_exited(serial, status, ran_for),
+            ChildId::Pool { app, serial } => self.pool_exited(&app, serial, status, ran_for),
             ChildId::Worker { app, serial } => {
                 self.worker_exited(&app, serial, status, ran_for);
                 self.answer_reloads(false);
@@ -235,7 +246,14 @@ impl Broker {
             dumpable: privsep::exposure::is_dumpable().ok(),
             gateway: self.gateway.as_ref().map(|g| g.status(self.gateway_restarts)),
             keyholder: self.tls.status(),
-            apps: self.apps.values().map(apps::AppState::status).collect(),
+            apps: self
+                .apps
+                .values()
+                .map(|st| crate::admin::AppStatus {
+                    pool_pid: self.pool_pid(&st.app.spec.name),
+                    ..st.status()
+                })
+                .collect(),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Stopping: the gateway finishes in-flight requests within the deadline,
-//! then the workers (whose channels are then closed) drain and exit.
+//! then the workers (whose channels are then closed) drain and exit, then the
+//! managed php-fpm pools finish their requests and exit.
 
 use std::time::Duration;
 
-use privsep::msg::{ToGateway, ToWorker};
+use privsep::msg::{ToGateway, ToPool, ToWorker};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -40,7 +41,25 @@ impl Broker {
                 break;
             }
         }
+        self.stop_pools(rx).await;
         info!("stopped");
+    }
+
+    /// Managed pools stop last, once no worker can send them a request.
+    async fn stop_pools(&mut self, rx: &mut UnboundedReceiver<Event>) {
+        for pool in self.all_pools() {
+            if pool.send(&ToPool::Drain, &[]).await.is_err() {
+                pool.kill();
+            }
+        }
+        let deadline = Instant::now() + KILL_AFTER;
+        while self.pool_count() > 0 {
+            if !self.wait_exit(rx, deadline).await {
+                warn!(left = self.pool_count(), "php pools did not stop in time; killing them");
+                self.all_pools().iter().for_each(|p| p.kill());
+                break;
+            }
+        }
     }
 
     /// Waits for one child exit and forgets that child; `false` at the deadline.
@@ -53,6 +72,7 @@ impl Broker {
                         ChildId::Gateway { .. } => self.gateway = None,
                         ChildId::Keyholder { serial } => self.forget_keyholder(serial),
                         ChildId::Worker { app, serial } => self.forget_worker(&app, serial),
+                        ChildId::Pool { app, serial } => self.forget_pool(&app, serial),
                     }
                     return true;
                 }

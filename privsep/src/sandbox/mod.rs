@@ -75,6 +75,10 @@ pub struct Namespaces {
     pub net: bool,
     pub ipc: bool,
     pub uts: bool,
+    /// A PID namespace: only the children forked afterwards are in it (the first
+    /// becomes its PID 1); the caller stays outside as their reaper.
+    #[serde(default)]
+    pub pid: bool,
 }
 
 /// The whole file system a child sees: an empty read-only tmpfs root holding
@@ -110,6 +114,9 @@ pub enum BindAccess {
     ReadWrite,
     /// A single device node such as `/dev/null` (read-only mount, device access kept).
     Device,
+    /// Read-only, no device nodes, but files may be executed and mapped executable:
+    /// a program host's binary and its shared libraries.
+    Program,
 }
 
 /// The ids a child switches to (root mode).
@@ -137,6 +144,12 @@ pub enum Resource {
     Rtprio,
     Nice,
     Nofile,
+    /// Tasks (processes and threads) of the real uid.
+    Nproc,
+    /// The largest file a process may write.
+    Fsize,
+    /// Address space per process.
+    As,
 }
 
 /// A Landlock ruleset: every file system and TCP right is handled (denied)
@@ -153,6 +166,10 @@ pub struct Landlock {
     pub write: Vec<PathBuf>,
     /// TCP ports that may be connected to; no port may ever be bound.
     pub connect_tcp: Vec<u16>,
+    /// Files (or directories) that may be executed (and read); empty for every
+    /// child that runs only its own code.
+    #[serde(default)]
+    pub execute: Vec<PathBuf>,
 }
 
 /// The seccomp allow-list: a common set for a tokio runtime, plus what the role needs.
@@ -167,6 +184,12 @@ pub struct Seccomp {
     /// Families in which `socket()` may create stream sockets (and `connect` is
     /// allowed at all when non-empty).
     pub socket_domains: Vec<SocketDomain>,
+    /// A host for a program Bulkhead did not write (php-fpm): instead of the
+    /// allow-list, everything is allowed but a deny-list of what no web
+    /// application needs (ptrace, mount, namespaces, bpf, io_uring, …), which
+    /// fails with EPERM. The other fields are then ignored.
+    #[serde(default)]
+    pub deny_list: bool,
 }
 
 /// Address families a profile may open sockets in.
@@ -233,5 +256,24 @@ pub fn lock(profile: &Profile) -> Result<(), SandboxError> {
         Some(_) if profile.best_effort && !features::seccomp_supported() => Ok(()),
         Some(policy) => syscalls::install(policy),
         None => Ok(()),
+    }
+}
+
+/// [`lock`] for a launcher that execs exactly one program next, through the
+/// file name at `filename`: afterwards no `execve` can succeed, since its
+/// argument would have to be that address in a fresh address space (any other
+/// kills the caller). Without a deny-list seccomp policy this adds nothing.
+pub fn lock_before_exec(
+    profile: &Profile,
+    filename: *const libc::c_char,
+) -> Result<(), SandboxError> {
+    lock(profile)?;
+    match &profile.seccomp {
+        Some(policy)
+            if policy.deny_list && (!profile.best_effort || features::seccomp_supported()) =>
+        {
+            syscalls::install_exec_once(filename as u64)
+        }
+        _ => Ok(()),
     }
 }

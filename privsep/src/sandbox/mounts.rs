@@ -34,6 +34,7 @@ pub(super) fn unshare(ns: &Namespaces, host: &HostFacts) -> Result<(), SandboxEr
         (ns.net, CloneFlags::CLONE_NEWNET),
         (ns.ipc, CloneFlags::CLONE_NEWIPC),
         (ns.uts, CloneFlags::CLONE_NEWUTS),
+        (ns.pid, CloneFlags::CLONE_NEWPID),
     ];
     let flags = wanted.iter().filter(|(on, _)| *on).fold(CloneFlags::empty(), |a, (_, f)| a | *f);
     if flags.is_empty() {
@@ -112,6 +113,12 @@ fn bind_mount(bind: &Bind) -> Result<(), SandboxError> {
         BindAccess::ReadOnly => MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         BindAccess::ReadWrite => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         BindAccess::Device => MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
+        BindAccess::Program => {
+            return set_attrs_recursive(
+                &target,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            );
+        }
     };
     set_attrs_recursive(&target, flags | MOUNT_ATTR_NOEXEC)
 }
@@ -148,6 +155,7 @@ fn set_attrs_recursive(target: &Path, set: u64) -> Result<(), SandboxError> {
 }
 
 /// `/newroot` becomes `/`; the scaffold and the host tree under it are detached.
+/// The root itself stays `noexec`: only [`BindAccess::Program`] binds may hold programs.
 fn enter_new_root() -> Result<(), SandboxError> {
     nix::unistd::chdir("/newroot").map_err(|e| SandboxError::os("chdir /newroot", e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| SandboxError::os("pivot_root", e))?;

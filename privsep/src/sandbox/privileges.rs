@@ -62,6 +62,9 @@ pub(super) fn set_rlimits(limits: &[Rlimit]) -> Result<(), SandboxError> {
             Resource::Rtprio => R::RLIMIT_RTPRIO,
             Resource::Nice => R::RLIMIT_NICE,
             Resource::Nofile => R::RLIMIT_NOFILE,
+            Resource::Nproc => R::RLIMIT_NPROC,
+            Resource::Fsize => R::RLIMIT_FSIZE,
+            Resource::As => R::RLIMIT_AS,
         };
         setrlimit(resource, limit.limit, limit.limit)
             .map_err(|e| SandboxError::os(format!("setrlimit({resource:?})"), e))?;

@@ -2,8 +2,10 @@
 //! profile grants, and scope abstract Unix sockets and signals to the child.
 //!
 //! Landlock binds the calling thread and what it creates later (ABI < 8), so
-//! this runs while the process is single-threaded. Execution is never granted:
-//! mounts are `noexec` and seccomp forbids `execve`, Landlock adds a third wall.
+//! this runs while the process is single-threaded. Execution is granted only
+//! on the profile's `execute` paths (a pool's php-fpm binary and its loader);
+//! for every other child mounts are `noexec` and seccomp forbids `execve`, and
+//! Landlock adds a third wall.
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
@@ -32,6 +34,8 @@ pub(super) fn restrict_self(rules: &Landlock, best_effort: bool) -> Result<(), S
         .add_rules(path_beneath_rules(&rules.read, read))
         .map_err(|e| err(&e))?
         .add_rules(path_beneath_rules(&rules.write, write))
+        .map_err(|e| err(&e))?
+        .add_rules(path_beneath_rules(&rules.execute, read | AccessFs::Execute))
         .map_err(|e| err(&e))?;
     for port in &rules.connect_tcp {
         created =

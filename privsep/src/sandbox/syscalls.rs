@@ -41,8 +41,25 @@ pub(super) fn install(policy: &Seccomp) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Installs, for a program host that may run no program, a filter killing
+/// every `execve` whose file name is not at `filename` (the launcher's own
+/// pointer to php-fpm's path, valid in no later address space), on every thread.
+pub(super) fn install_exec_once(filename: u64) -> Result<(), SandboxError> {
+    let other = rule(vec![cond(0, Len::Qword, Op::Ne, filename)?])?;
+    let rules = Rules::from([(libc::SYS_execve, vec![other])]);
+    let program = filter(rules, SeccompAction::Allow, SeccompAction::KillProcess)?;
+    seccompiler::apply_filter_all_threads(&program)
+        .map_err(|e| SandboxError::Seccomp(e.to_string()))
+}
+
 /// The programs in installation order (the allow-list last).
 fn programs(policy: &Seccomp) -> Result<Vec<BpfProgram>, SandboxError> {
+    if policy.deny_list {
+        return Ok(vec![
+            errno_filter(&[libc::SYS_clone3], libc::ENOSYS, Rules::new())?,
+            errno_filter(DENIED_TO_PROGRAMS, libc::EPERM, namespace_clones()?)?,
+        ]);
+    }
     let mut soft_opens = vec![];
     #[cfg(target_arch = "x86_64")]
     soft_opens.push(libc::SYS_open);
@@ -107,6 +124,83 @@ fn ioctl_denials() -> Result<Rules, SandboxError> {
     let fionbio = u64::from(libc::FIONBIO as u32);
     let fioclex = u64::from(libc::FIOCLEX as u32);
     Ok(Rules::from([(libc::SYS_ioctl, vec![rule(vec![not(fionbio)?, not(fioclex)?])?])]))
+}
+
+/// What a program host (php-fpm) is refused: debugging and reading other
+/// processes, kernel attack surface no web application needs, and every way
+/// to change the file system view, the namespaces or the kernel's state.
+const DENIED_TO_PROGRAMS: &[i64] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_process_madvise,
+    libc::SYS_pidfd_getfd,
+    libc::SYS_kcmp,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_userfaultfd,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_memfd_create,
+    libc::SYS_memfd_secret,
+    libc::SYS_execveat,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_personality,
+    libc::SYS_fanotify_init,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_syslog,
+    libc::SYS_vhangup,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_mbind,
+    libc::SYS_migrate_pages,
+    libc::SYS_move_pages,
+    libc::SYS_set_mempolicy,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+];
+
+/// `clone` (and `vfork`-like forks) that would create a namespace.
+fn namespace_clones() -> Result<Rules, SandboxError> {
+    // One rule per namespace bit: any of them set matches, and is denied.
+    let bits = (0..64).map(|b| 1u64 << b).filter(|b| CLONE_NAMESPACES & b != 0);
+    let rules = bits
+        .map(|bit| rule(vec![cond(0, Len::Qword, Op::MaskedEq(bit), bit)?]))
+        .collect::<Result<_, _>>()?;
+    Ok(Rules::from([(libc::SYS_clone, rules)]))
 }
 
 /// Syscalls every child needs once its tokio runtime runs, allowed regardless of arguments.
@@ -243,7 +337,10 @@ mod tests {
             accept: false,
             files: true,
             socket_domains: vec![SocketDomain::Unix, SocketDomain::Inet],
+            deny_list: false,
         };
+        let pool = Seccomp { deny_list: true, ..Seccomp::default() };
+        assert_eq!(programs(&pool).expect("compiles").len(), 2);
         for policy in [Seccomp { accept: true, ..Seccomp::default() }, worker] {
             let programs = programs(&policy).expect("compiles");
             assert_eq!(programs.len(), 4);

@@ -10,3 +10,15 @@ foreach ($names as $name) {
 }
 echo "\nRequest: " . ($_SERVER['REQUEST_METHOD'] ?? '?') . ' ' . ($_SERVER['REQUEST_URI'] ?? '?') . "\n";
 echo "Host:    " . ($_SERVER['HTTP_HOST'] ?? '?') . "\n";
+
+// What this tenant's PHP cannot reach, tried live on every request.
+echo "\nTrying to reach the other tenant (beta) from alpha's PHP:\n";
+$demo = dirname(__DIR__, 2);
+foreach (["$demo/beta/secrets/db-password", "$demo/beta/public/index.php", "$demo/bulkhead.toml.in", '/etc/shadow'] as $path) {
+    $data = @file_get_contents($path);
+    $error = error_get_last()['message'] ?? 'failed';
+    error_clear_last();
+    printf("  read %-50s %s\n", $path, $data === false ? "refused: $error" : 'READ ' . strlen($data) . ' BYTES');
+}
+$out = @shell_exec('id');
+printf("  run a program (shell_exec('id'))%s %s\n", str_repeat(' ', 22), $out ? "RAN: $out" : 'refused');
