@@ -9,7 +9,8 @@
 //! - `users`: resolving `user = "name"` through `/etc/passwd`;
 //! - `validate`: every value is checked and *all* problems are collected,
 //!   each with its key path (`app[1].hosts[0]`), using the small checkers in
-//!   `values` (addresses, sizes, durations), `paths`, `hosts` and `secrets`.
+//!   `values` (addresses, sizes, durations), `paths`, `hosts`, `secrets` and
+//!   `rules` (`[[app.rules]]`, `symlink_targets`, `fastcgi_params`).
 //!
 //! Secrets are read here (an unreadable secret is a configuration error) and
 //! exist only as [`Secret`]s: nothing in this module may print or log a value,
@@ -19,6 +20,7 @@
 mod hosts;
 mod paths;
 mod raw;
+mod rules;
 mod secrets;
 pub mod users;
 mod validate;

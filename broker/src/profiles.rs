@@ -9,7 +9,8 @@
 //!   right, seccomp allowing `accept4` on inherited listeners but no `open`,
 //!   `socket`, `connect`, `bind`, exec, fork, …
 //! - **Worker:** a root holding only its app's document root (read-only, at the
-//!   same path, since php-fpm receives those paths), its writable dirs, its
+//!   same path, since php-fpm receives those paths), its declared symlink targets
+//!   (read-only), its writable dirs, its
 //!   FastCGI socket, `/dev/null`, `/dev/urandom` and a private `/tmp`; an
 //!   empty network namespace for a Unix backend, else the host's with Landlock
 //!   allowing TCP connect to the backend's port only; its own uid per app.
@@ -144,6 +145,11 @@ fn worker_identity(config: &Config, app: &App) -> Identity {
 fn worker_view(app: &App) -> MountView {
     let mut binds =
         vec![Bind { path: app.spec.root.clone(), access: BindAccess::ReadOnly, optional: false }];
+    binds.extend(app.spec.symlink_targets.iter().map(|dir| Bind {
+        path: dir.clone(),
+        access: BindAccess::ReadOnly,
+        optional: false,
+    }));
     binds.extend(app.writable.iter().map(|dir| Bind {
         path: dir.clone(),
         access: BindAccess::ReadWrite,
@@ -183,12 +189,9 @@ fn worker_landlock(app: &App) -> Landlock {
         Backend::Tcp(addr) => vec![addr.port()],
         Backend::Unix(_) => Vec::new(),
     };
-    Landlock {
-        min_abi: LANDLOCK_ABI,
-        read: vec![app.spec.root.clone(), Path::new("/dev/urandom").to_path_buf()],
-        write,
-        connect_tcp,
-    }
+    let mut read = vec![app.spec.root.clone(), Path::new("/dev/urandom").to_path_buf()];
+    read.extend(app.spec.symlink_targets.iter().cloned());
+    Landlock { min_abi: LANDLOCK_ABI, read, write, connect_tcp }
 }
 
 fn socket_domain(backend: &Backend) -> SocketDomain {

@@ -15,12 +15,15 @@ use privsep::secret::Secret;
 
 use crate::backend::Upstream;
 use crate::path::Root;
+use crate::rules::{RuleError, Rules};
 
 /// Why the app cannot be served at all.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("document root {root} is unusable: {source}")]
     Root { root: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Rules(#[from] RuleError),
 }
 
 /// One app's request-handling configuration, ready for use.
@@ -33,6 +36,8 @@ pub struct App {
     max_body: u64,
     idle_timeout: Option<Duration>,
     secrets: Vec<(String, Secret)>,
+    /// Extra FastCGI params from the configuration (never a secret, never one of ours).
+    fastcgi_params: Vec<(String, String)>,
     trusted_proxies: Vec<Cidr>,
     activity: Activity,
 }
@@ -43,8 +48,14 @@ impl App {
         let spec = init.app;
         let dir = std::fs::canonicalize(&spec.root)
             .map_err(|source| AppError::Root { root: spec.root.clone(), source })?;
+        let rules = Rules::compile(&spec.rules)?;
+        // Canonical already (the broker checked them); a target gone since is just unused.
+        let targets = spec.symlink_targets.iter().filter_map(|t| std::fs::canonicalize(t).ok());
         Ok(Self {
-            root: Root::new(dir, spec.index, spec.front_controller).with_prefix(&spec.prefix),
+            root: Root::new(dir, spec.index, spec.front_controller)
+                .with_prefix(&spec.prefix)
+                .with_rules(rules, targets.collect()),
+            fastcgi_params: spec.fastcgi_params,
             name: spec.name,
             server_name: spec.server_name,
             upstream: Arc::new(Upstream::new(
@@ -86,6 +97,11 @@ impl App {
     /// `(param name, value)` pairs added to every request of this app.
     pub fn secrets(&self) -> &[(String, Secret)] {
         &self.secrets
+    }
+
+    /// `(param name, value)` pairs from `fastcgi_params`, added to every request.
+    pub fn fastcgi_params(&self) -> &[(String, String)] {
+        &self.fastcgi_params
     }
 
     /// Peers whose X-Forwarded-For/-Proto headers are believed.

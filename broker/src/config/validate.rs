@@ -22,7 +22,7 @@ use super::raw::{
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
 use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_KEEPALIVE, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
-use super::{paths, secrets, users, values};
+use super::{paths, rules, secrets, users, values};
 
 /// What every app's checks may consult.
 struct Context<'a> {
@@ -347,6 +347,9 @@ fn spec(
     let (max_body, timeout_ms) = limits(at, &raw.limits, p);
     let idle_timeout_ms = idle_timeout(at, raw, p);
     let fastcgi_keepalive = keepalive(at, raw.fastcgi_keepalive, p);
+    let symlink_targets = rules::symlink_targets(at, &raw.symlink_targets, p);
+    let fastcgi_params = rules::fastcgi_params(at, &raw.fastcgi_params, &raw.secrets, p);
+    let rules = rules::rules(at, &raw.rules, p);
     Some(AppSpec {
         name: name?,
         server_name: server_name(hosts?)?,
@@ -360,6 +363,9 @@ fn spec(
         fastcgi_keepalive: fastcgi_keepalive?,
         prefix: msg::root_prefix(),
         trusted_proxies: Vec::new(),
+        symlink_targets: symlink_targets?,
+        fastcgi_params: fastcgi_params?,
+        rules: rules?,
     })
 }
 
