@@ -39,6 +39,8 @@ pub struct App {
     /// Extra FastCGI params from the configuration (never a secret, never one of ours).
     fastcgi_params: Vec<(String, String)>,
     trusted_proxies: Vec<Cidr>,
+    /// The uid the worker runs as, read once before seccomp (for permission warnings).
+    uid: u32,
     activity: Activity,
 }
 
@@ -67,6 +69,7 @@ impl App {
             idle_timeout: spec.idle_timeout_ms.map(Duration::from_millis),
             secrets: init.secrets,
             trusted_proxies: spec.trusted_proxies,
+            uid: nix::unistd::geteuid().as_raw(),
             activity: Activity::default(),
         })
     }
@@ -117,6 +120,11 @@ impl App {
     /// Notified when the backend's Unix socket looks stale.
     pub fn backend_stale(&self) -> &tokio::sync::Notify {
         self.upstream.stale()
+    }
+
+    /// The uid the worker runs as (inside its user namespace in rootless mode).
+    pub fn uid(&self) -> u32 {
+        self.uid
     }
 
     pub fn activity(&self) -> &Activity {

@@ -54,7 +54,7 @@ where
 fn error_response(app: &App, err: &RequestError) -> Response<Body> {
     let status = err.status();
     if let Some(path) = err.permission_denied() {
-        let uid = nix::unistd::geteuid().as_raw();
+        let uid = app.uid();
         warn!(app = %app.name(), path = %path, uid, "permission denied: the worker cannot read this path");
     } else if status.is_server_error() {
         warn!(app = %app.name(), status = status.as_u16(), cause = %err, "request failed");

@@ -362,7 +362,7 @@ impl Root {
             Plain::File => return Ok(Some(joined)),
             Plain::Missing => return Ok(None),
             Plain::Denied(path) => return Err(PathError::Forbidden(path)),
-            Plain::Symlink => {}
+            Plain::Symlink(link) => self.refuse_escaping_link(uri, &link)?,
         }
         // A symlink on the way: only resolving every component says where it leads.
         match std::fs::metadata(&joined) {
@@ -382,6 +382,19 @@ impl Root {
             return Err(PathError::Escapes(uri.to_owned()));
         }
         Ok(Some(real))
+    }
+
+    /// A symlink whose own target lies outside the root and the declared targets is an
+    /// escape even when (as inside the worker's sandbox) nothing is visible there.
+    fn refuse_escaping_link(&self, uri: &str, link: &Path) -> Result<(), PathError> {
+        let Ok(target) = std::fs::read_link(link) else { return Ok(()) };
+        let parent = link.parent().unwrap_or(&self.dir);
+        let target = lexical(&parent.join(target));
+        let inside = |dir: &PathBuf| target.starts_with(dir);
+        match inside(&self.dir) || self.symlink_targets.iter().any(inside) {
+            true => Ok(()),
+            false => Err(PathError::Escapes(uri.to_owned())),
+        }
     }
 
     /// A path with a symlink on the way that does not lead to a file: a miss, unless
@@ -409,7 +422,7 @@ impl Root {
         let mut segments = uri.split('/').filter(|s| !s.is_empty()).peekable();
         while let Some(segment) = segments.next() {
             if segment == "." || segment == ".." {
-                return Plain::Symlink;
+                return Plain::Symlink(path);
             }
             path.push(segment);
             let meta = match std::fs::symlink_metadata(&path) {
@@ -423,7 +436,7 @@ impl Root {
             let kind = meta.file_type();
             let last = segments.peek().is_none();
             if kind.is_symlink() {
-                return Plain::Symlink;
+                return Plain::Symlink(path);
             } else if last && kind.is_file() {
                 return Plain::File;
             } else if last || !kind.is_dir() {
@@ -446,9 +459,25 @@ enum Plain {
     Missing,
     /// A directory on the way the worker may not search.
     Denied(PathBuf),
-    /// A symlink (or a `..` from configuration) on the way: only full resolution
-    /// can tell.
-    Symlink,
+    /// A symlink (or a `..` from configuration) on the way, at this path: only full
+    /// resolution can tell.
+    Symlink(PathBuf),
+}
+
+/// `path` with `.` and `..` resolved by name (no file system access).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Not found, or a file where a directory was expected.
