@@ -85,7 +85,8 @@ where
 
 /// The headers rules' headers, on answers that are not errors (nginx's `add_header`).
 fn add_rule_headers(app: &App, raw_path: &str, response: &mut Response<Body>) {
-    if response.status().is_client_error() || response.status().is_server_error() {
+    let error = response.status().is_client_error() || response.status().is_server_error();
+    if error || !app.root().rules().has_headers() {
         return;
     }
     let Some(uri) = app.root().rule_path(raw_path) else { return };

@@ -123,6 +123,11 @@ impl Rules {
         self.rules.iter().any(|r| matches!(r.action, Action::Rewrite { fallback: true, .. }))
     }
 
+    /// Whether any headers rule exists (so answers need no second look otherwise).
+    pub fn has_headers(&self) -> bool {
+        self.rules.iter().any(|r| matches!(r.action, Action::Headers(_)))
+    }
+
     /// Every header the headers rules matching `uri` set, later rules last.
     pub fn headers(&self, uri: &str) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::new();
