@@ -30,8 +30,8 @@ use crate::request_body;
 use crate::static_file::{self, StaticRequest};
 
 /// Headers of a script's response that still apply when `X-Accel-Redirect` replaces
-/// its body with a file (nginx keeps these from the upstream response too; a
-/// Content-Type the script set wins over the one guessed from the file's extension).
+/// its body with a file (nginx keeps these from the upstream response too). A
+/// Content-Type the script chose wins over the file's; PHP's default `text/html` does not.
 const KEPT_ON_ACCEL: [HeaderName; 5] =
     [SET_COOKIE, CONTENT_DISPOSITION, CACHE_CONTROL, EXPIRES, CONTENT_TYPE];
 
@@ -128,14 +128,23 @@ async fn accel_redirect(
     let request = StaticRequest { method: &method, ..static_request(app, parts) };
     let mut served = static_file::serve(&file, request).await?;
     for name in KEPT_ON_ACCEL {
-        if script.headers.contains_key(&name) {
-            served.headers_mut().remove(&name);
+        if !script.headers.contains_key(&name) || is_php_default_type(&name, &script.headers) {
+            continue;
         }
+        served.headers_mut().remove(&name);
         for value in script.headers.get_all(&name) {
             served.headers_mut().append(name.clone(), value.clone());
         }
     }
     Ok(served)
+}
+
+/// PHP sends `text/html` (its `default_mimetype`) unless the script chose a type; that
+/// default says nothing about the file, so the file's own type is kept instead.
+fn is_php_default_type(name: &HeaderName, headers: &http::HeaderMap) -> bool {
+    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = value.split(';').next().unwrap_or("").trim();
+    name == CONTENT_TYPE && media.eq_ignore_ascii_case("text/html")
 }
 
 async fn run_script<B>(

@@ -16,9 +16,6 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use privsep::msg::{RuleAction, RuleMatch, RuleSpec};
 use regex::Regex;
 
-/// The highest capture a rewrite target may name (`$1`..`$9`, like nginx).
-pub const MAX_CAPTURE: usize = 9;
-
 /// Why a rule cannot be compiled (the broker's check refuses these first).
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
@@ -116,11 +113,6 @@ impl Rules {
             }
             _ => None,
         })
-    }
-
-    /// Whether any fallback rewrite exists (so a miss is worth a second look).
-    pub fn has_fallback(&self) -> bool {
-        self.rules.iter().any(|r| matches!(r.action, Action::Rewrite { fallback: true, .. }))
     }
 
     /// Whether any headers rule exists (so answers need no second look otherwise).
