@@ -10,7 +10,8 @@
 //! - `validate`: every value is checked and *all* problems are collected,
 //!   each with its key path (`app[1].hosts[0]`), using the small checkers in
 //!   `values` (addresses, sizes, durations), `paths`, `hosts`, `secrets` and
-//!   `rules` (`[[app.rules]]`, `symlink_targets`, `fastcgi_params`).
+//!   `rules` (`[[app.rules]]`, `symlink_targets`, `fastcgi_params`), with
+//!   `presets` supplying a recipe's rules.
 //!
 //! Secrets are read here (an unreadable secret is a configuration error) and
 //! exist only as [`Secret`]s: nothing in this module may print or log a value,
@@ -19,6 +20,7 @@
 
 mod hosts;
 mod paths;
+mod presets;
 mod raw;
 mod rules;
 mod secrets;

@@ -319,3 +319,27 @@ fn x_accel_redirect_keeps_the_scripts_content_type_and_internal_paths_are_hidden
     assert_eq!(direct.status, 404, "internal only: {direct:?}");
     assert!(!direct.text().contains("PDF"), "{direct:?}");
 }
+
+#[test]
+fn a_preset_brings_its_recipes_rules_and_front_controller() {
+    let plan = AppPlan::new("preset")
+        .file("index.php", DUMP)
+        .file("wp-content/uploads/x.php", RAN)
+        .file("wp-config.php", RAN)
+        .line(r#"preset = "wordpress""#)
+        .line(r#"rules = [ { prefix = "/private/", deny = 410 } ]"#);
+    let stack = Stack::start(&[plan]);
+    let client = stack.client(Proto::Http1);
+    let pretty = client.get("preset.localhost", "/2024/01/hello/");
+    assert_eq!(pretty.status, 200, "the preset's front controller: {pretty:?}");
+    assert_eq!(pretty.json()["script"], "index.php");
+    let upload = client.get("preset.localhost", "/wp-content/uploads/x.php");
+    assert_eq!(upload.status, 403, "{upload:?}");
+    assert!(!upload.text().contains("SCRIPT RAN"));
+    assert_eq!(client.get("preset.localhost", "/wp-config.php").status, 403);
+    assert_eq!(
+        client.get("preset.localhost", "/private/x").status,
+        410,
+        "the app's own rules follow"
+    );
+}

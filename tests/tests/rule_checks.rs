@@ -113,6 +113,7 @@ fn rule_mistakes_are_reported_with_their_key_paths() {
         ("fastcgi_params = { lower = \"x\" }", "app[0].fastcgi_params.lower", "[A-Z]"),
         ("symlink_targets = [\"/nonexistent/dir\"]", "app[0].symlink_targets[0]", "does not exist"),
         ("symlink_targets = [\"relative\"]", "app[0].symlink_targets[0]", "absolute"),
+        ("preset = \"joomla\"", "app[0].preset", "not a preset"),
     ];
     let secret = dir.path().join("db");
     std::fs::write(&secret, "pw").expect("secret");

@@ -88,6 +88,8 @@ pub(super) struct RawApp {
     /// `[[app.rules]]`, in file order.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// A recipe from `deploy/examples/` whose rules come first (`"wordpress"`, …).
+    pub preset: Option<String>,
 }
 
 /// One `[[app.rules]]` entry as written: one matcher key and one action key.
