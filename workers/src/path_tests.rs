@@ -388,3 +388,19 @@ fn a_rewrite_cannot_route_around_a_deny() {
     );
     assert_eq!(status_of(r.resolve("/c/users.auth.php")), Some(403));
 }
+
+#[test]
+fn a_symlink_to_an_invisible_place_outside_the_root_is_an_escape_not_a_miss() {
+    // Inside the worker's sandbox nothing outside the root is visible: the link's own
+    // target, not what resolving it finds, says whether it escapes.
+    let dir = TempDir::new();
+    dir.file("index.php", "<?php");
+    std::os::unix::fs::symlink("/nonexistent-bulkhead-dir", dir.path().join("out")).expect("link");
+    std::os::unix::fs::symlink("sub/../../elsewhere", dir.path().join("up")).expect("link");
+    std::os::unix::fs::symlink("missing-inside", dir.path().join("in")).expect("link");
+    let r = root(&dir, Some("/index.php"));
+    assert!(matches!(r.resolve("/out/secret.txt"), Err(PathError::Escapes(_))));
+    assert!(matches!(r.resolve("/up/x.css"), Err(PathError::Escapes(_))));
+    assert!(matches!(r.resolve("/in"), Err(PathError::BrokenSymlink(_))));
+    assert!(matches!(r.resolve("/in/x.css"), Ok(Target::Script(_))), "a miss under it");
+}
