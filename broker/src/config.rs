@@ -10,8 +10,10 @@
 //! - `users`: resolving `user = "name"` through `/etc/passwd`;
 //! - `validate`: every value is checked and *all* problems are collected,
 //!   each with its key path (`app[1].hosts[0]`), using the small checkers in
-//!   `values` (addresses, sizes, durations), `paths`, `hosts` and `secrets`;
-//!   `client` checks the client-connection timeouts and limits.
+//!   `values` (addresses, sizes, durations), `paths`, `hosts`, `secrets` and
+//!   `rules` (`[[app.rules]]`, `symlink_targets`, `fastcgi_params`), with
+//!   `presets` supplying a recipe's rules; `client` checks the client-connection
+//!   timeouts and limits.
 //!
 //! Secrets are read here (an unreadable secret is a configuration error) and
 //! exist only as [`Secret`]s: nothing in this module may print or log a value,
@@ -23,7 +25,9 @@ mod hosts;
 mod modes;
 mod paths;
 pub mod php;
+mod presets;
 mod raw;
+mod rules;
 mod secrets;
 pub mod users;
 mod validate;

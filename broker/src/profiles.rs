@@ -9,7 +9,8 @@
 //!   right, seccomp allowing `accept4` on inherited listeners but no `open`,
 //!   `socket`, `connect`, `bind`, exec, fork, …
 //! - **Worker:** a root holding only its app's document root (read-only, at the
-//!   same path, since php-fpm receives those paths), its writable dirs, its
+//!   same path, since php-fpm receives those paths), its declared symlink targets
+//!   (read-only), its writable dirs, its
 //!   FastCGI socket, `/dev/null`, `/dev/urandom` and a private `/tmp`; an
 //!   empty network namespace for a Unix backend, else the host's with Landlock
 //!   allowing TCP connect to the backend's port only; its own uid per app.
@@ -276,6 +277,11 @@ fn worker_identity(config: &Config, app: &App) -> Identity {
 fn worker_view(app: &App) -> MountView {
     let mut binds =
         vec![Bind { path: app.spec.root.clone(), access: BindAccess::ReadOnly, optional: false }];
+    binds.extend(extra_read_dirs(app).map(|dir| Bind {
+        path: dir.clone(),
+        access: BindAccess::ReadOnly,
+        optional: false,
+    }));
     binds.extend(app.writable.iter().map(|dir| Bind {
         path: dir.clone(),
         access: BindAccess::ReadWrite,
@@ -299,6 +305,15 @@ fn worker_view(app: &App) -> MountView {
     MountView { private_tmp: Some(private_tmp_bytes(app)), binds }
 }
 
+/// The declared symlink targets not already visible under the root or a writable
+/// directory (a read-only bind there would take away the write access).
+fn extra_read_dirs(app: &App) -> impl Iterator<Item = &PathBuf> {
+    let covered = |dir: &PathBuf| {
+        dir.starts_with(&app.spec.root) || app.writable.iter().any(|w| dir.starts_with(w))
+    };
+    app.spec.symlink_targets.iter().filter(move |dir| !covered(dir))
+}
+
 /// Room in the worker's `/tmp` for request bodies spilled to disk: a few
 /// uploads of the app's largest body at once, and never less than 16 MiB.
 /// tmpfs takes memory only for what is written.
@@ -315,13 +330,9 @@ fn worker_landlock(app: &App) -> Landlock {
         Backend::Tcp(addr) => vec![addr.port()],
         Backend::Unix(_) => Vec::new(),
     };
-    Landlock {
-        min_abi: LANDLOCK_ABI,
-        read: vec![app.spec.root.clone(), Path::new("/dev/urandom").to_path_buf()],
-        write,
-        connect_tcp,
-        execute: Vec::new(),
-    }
+    let mut read = vec![app.spec.root.clone(), Path::new("/dev/urandom").to_path_buf()];
+    read.extend(extra_read_dirs(app).cloned());
+    Landlock { min_abi: LANDLOCK_ABI, read, write, connect_tcp, execute: Vec::new() }
 }
 
 fn socket_domain(backend: &Backend) -> SocketDomain {
@@ -442,5 +453,33 @@ mod tests {
         assert!(preflight_with(&strict, &features(7), false).expect("ok").is_empty());
         let weaker = config("mode = \"rootless\"\nallow_weaker = true");
         assert_eq!(preflight_with(&weaker, &features(5), false).expect("accepted").len(), 1);
+    }
+
+    #[test]
+    fn symlink_targets_are_read_only_unless_already_writable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().canonicalize().expect("canonical");
+        for sub in ["public", "storage/app/public", "shared/media"] {
+            std::fs::create_dir_all(base.join(sub)).expect("mkdir");
+        }
+        let (root, storage) = (base.join("public"), base.join("storage"));
+        let (in_storage, media) = (base.join("storage/app/public"), base.join("shared/media"));
+        let text = format!(
+            "listen = [\"127.0.0.1:0\"]\n[sandbox]\nmode = \"rootless\"\n[[app]]\nname = \"a\"\n\
+             hosts = [\"a.localhost\"]\nroot = {root:?}\nfastcgi = \"unix:/run/a.sock\"\n\
+             writable = [{storage:?}]\nsymlink_targets = [{in_storage:?}, {media:?}]\n"
+        );
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        let config = crate::config::load(&path).expect("valid config");
+        let profile = worker(&config, &config.apps[0]);
+        let binds = profile.mounts.expect("mount view").binds;
+        let access =
+            |p: &Path| binds.iter().filter(|b| b.path == p).map(|b| b.access).collect::<Vec<_>>();
+        assert_eq!(access(&media), [BindAccess::ReadOnly]);
+        assert_eq!(access(&storage), [BindAccess::ReadWrite]);
+        assert!(access(&in_storage).is_empty(), "stays writable through storage/");
+        let landlock = profile.landlock.expect("landlock");
+        assert!(landlock.read.contains(&media) && !landlock.read.contains(&in_storage));
     }
 }

@@ -344,6 +344,51 @@ pub struct AppSpec {
     /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<Cidr>,
+    /// Canonical directories outside `root` that symlinks under it may lead to
+    /// (`public/storage` → `storage/app/public`); mounted read-only for the worker.
+    #[serde(default)]
+    pub symlink_targets: Vec<PathBuf>,
+    /// Extra FastCGI params, by name; never one Bulkhead sets itself or a secret's.
+    #[serde(default)]
+    pub fastcgi_params: Vec<(String, String)>,
+    /// The app's rules, in configuration order; evaluated by the worker.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// One `[[app.rules]]` entry: which request paths it matches and what it does there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub matcher: RuleMatch,
+    pub action: RuleAction,
+}
+
+/// What a rule matches: the decoded, normalised path below the app's mount prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleMatch {
+    /// Any of these string prefixes (nginx's prefix `location`).
+    Prefix(Vec<String>),
+    /// Any of these globs (`*` stays within a segment, `**` crosses them).
+    Glob(Vec<String>),
+    /// A regular expression (`regex` crate syntax), unanchored like nginx's `~`.
+    Regex(String),
+}
+
+/// What a rule does to a matching request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleAction {
+    /// Answer with this status (4xx) and nothing else.
+    Deny(u16),
+    /// A script under the match is never run: this status (4xx) instead.
+    NoScripts(u16),
+    /// Served only through a script's `X-Accel-Redirect` (nginx's `internal`); else 404.
+    Internal,
+    /// Rewrite the path (captures `$1`..`$9`), optionally with a query; `fallback`:
+    /// only when no file or directory matches (a `try_files` named location).
+    Rewrite { target: String, fallback: bool },
+    /// Set these response headers on successful responses.
+    Headers(Vec<(String, String)>),
 }
 
 /// An address block such as `10.0.0.0/8`; the address has no bits past the prefix.
@@ -571,6 +616,15 @@ mod tests {
                 fastcgi_keepalive: 0,
                 prefix: root_prefix(),
                 trusted_proxies: vec![Cidr::parse("10.0.0.0/8").expect("valid block")],
+                symlink_targets: vec!["/srv/a-storage".into()],
+                fastcgi_params: vec![("APP_ENV".into(), "prod".into())],
+                rules: vec![RuleSpec {
+                    matcher: RuleMatch::Regex("^/wiki/(.*)".into()),
+                    action: RuleAction::Rewrite {
+                        target: "/index.php?title=$1".into(),
+                        fallback: false,
+                    },
+                }],
             },
             secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],
             sandbox: Profile::default(),

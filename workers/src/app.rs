@@ -15,12 +15,15 @@ use privsep::secret::Secret;
 
 use crate::backend::Upstream;
 use crate::path::Root;
+use crate::rules::{RuleError, Rules};
 
 /// Why the app cannot be served at all.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("document root {root} is unusable: {source}")]
     Root { root: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Rules(#[from] RuleError),
 }
 
 /// One app's request-handling configuration, ready for use.
@@ -33,7 +36,11 @@ pub struct App {
     max_body: u64,
     idle_timeout: Option<Duration>,
     secrets: Vec<(String, Secret)>,
+    /// Extra FastCGI params from the configuration (never a secret, never one of ours).
+    fastcgi_params: Vec<(String, String)>,
     trusted_proxies: Vec<Cidr>,
+    /// The uid the worker runs as, read once before seccomp (for permission warnings).
+    uid: u32,
     activity: Activity,
 }
 
@@ -43,8 +50,14 @@ impl App {
         let spec = init.app;
         let dir = std::fs::canonicalize(&spec.root)
             .map_err(|source| AppError::Root { root: spec.root.clone(), source })?;
+        let rules = Rules::compile(&spec.rules)?;
+        // Canonical already (the broker checked them); a target gone since is just unused.
+        let targets = spec.symlink_targets.iter().filter_map(|t| std::fs::canonicalize(t).ok());
         Ok(Self {
-            root: Root::new(dir, spec.index, spec.front_controller).with_prefix(&spec.prefix),
+            root: Root::new(dir, spec.index, spec.front_controller)
+                .with_prefix(&spec.prefix)
+                .with_rules(rules, targets.collect()),
+            fastcgi_params: spec.fastcgi_params,
             name: spec.name,
             server_name: spec.server_name,
             upstream: Arc::new(Upstream::new(
@@ -56,6 +69,7 @@ impl App {
             idle_timeout: spec.idle_timeout_ms.map(Duration::from_millis),
             secrets: init.secrets,
             trusted_proxies: spec.trusted_proxies,
+            uid: nix::unistd::geteuid().as_raw(),
             activity: Activity::default(),
         })
     }
@@ -88,6 +102,11 @@ impl App {
         &self.secrets
     }
 
+    /// `(param name, value)` pairs from `fastcgi_params`, added to every request.
+    pub fn fastcgi_params(&self) -> &[(String, String)] {
+        &self.fastcgi_params
+    }
+
     /// Peers whose X-Forwarded-For/-Proto headers are believed.
     pub fn trusted_proxies(&self) -> &[Cidr] {
         &self.trusted_proxies
@@ -101,6 +120,11 @@ impl App {
     /// Notified when the backend's Unix socket looks stale.
     pub fn backend_stale(&self) -> &tokio::sync::Notify {
         self.upstream.stale()
+    }
+
+    /// The uid the worker runs as (inside its user namespace in rootless mode).
+    pub fn uid(&self) -> u32 {
+        self.uid
     }
 
     pub fn activity(&self) -> &Activity {

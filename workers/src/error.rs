@@ -39,9 +39,14 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         use StatusCode as S;
         match self {
-            Self::Path(PathError::NotFound(_) | PathError::Escapes(_) | PathError::NoScript(_)) => {
-                S::NOT_FOUND
-            }
+            Self::Path(
+                PathError::NotFound(_)
+                | PathError::Escapes(_)
+                | PathError::NoScript(_)
+                | PathError::BrokenSymlink(_),
+            ) => S::NOT_FOUND,
+            Self::Path(PathError::Forbidden(_)) => S::FORBIDDEN,
+            Self::Path(PathError::Denied { status, .. }) => *status,
             Self::Path(_) => S::BAD_REQUEST,
             Self::Params(ParamsError::NonUtf8Header(_)) => S::BAD_REQUEST,
             Self::Params(ParamsError::TooLarge { .. }) => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -63,6 +68,19 @@ impl RequestError {
                 std::io::ErrorKind::PermissionDenied => S::FORBIDDEN,
                 _ => S::INTERNAL_SERVER_ERROR,
             },
+        }
+    }
+
+    /// The file or directory the worker was not allowed to read, if that is the cause.
+    pub fn permission_denied(&self) -> Option<String> {
+        match self {
+            Self::Path(PathError::Forbidden(path)) => Some(path.display().to_string()),
+            Self::Static(StaticError::Read { path, source })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Some(path.clone())
+            }
+            _ => None,
         }
     }
 

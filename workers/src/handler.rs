@@ -3,7 +3,8 @@
 //! The order is fixed: trusted metadata, path mapping, body buffering (up to the app's
 //! limit), params (with the size check), and only then the backend. A script's
 //! `X-Accel-Redirect` is served here as a static file under the root (mapped like any
-//! request path: never a script, a hidden file or outside the root). Every failure
+//! request path: never a script, a hidden file or outside the root; paths the app's
+//! rules mark `internal` are reachable only this way). Every failure
 //! becomes an error response here, with one log line. This module must never reach the
 //! backend with a request that failed a check, and never answer with a panic.
 
@@ -11,7 +12,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, EXPIRES, HeaderName, LOCATION, SET_COOKIE,
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, EXPIRES, HeaderName,
+    LOCATION, SET_COOKIE,
 };
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -28,8 +30,10 @@ use crate::request_body;
 use crate::static_file::{self, StaticRequest};
 
 /// Headers of a script's response that still apply when `X-Accel-Redirect` replaces
-/// its body with a file (nginx keeps these from the upstream response too).
-const KEPT_ON_ACCEL: [HeaderName; 4] = [SET_COOKIE, CONTENT_DISPOSITION, CACHE_CONTROL, EXPIRES];
+/// its body with a file (nginx keeps these from the upstream response too). A
+/// Content-Type the script chose wins over the file's; PHP's default `text/html` does not.
+const KEPT_ON_ACCEL: [HeaderName; 5] =
+    [SET_COOKIE, CONTENT_DISPOSITION, CACHE_CONTROL, EXPIRES, CONTENT_TYPE];
 
 /// Answers one request; never fails (errors become responses).
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Body>, Infallible>
@@ -49,7 +53,10 @@ where
 
 fn error_response(app: &App, err: &RequestError) -> Response<Body> {
     let status = err.status();
-    if status.is_server_error() {
+    if let Some(path) = err.permission_denied() {
+        let uid = app.uid();
+        warn!(app = %app.name(), path = %path, uid, "permission denied: the worker cannot read this path");
+    } else if status.is_server_error() {
         warn!(app = %app.name(), status = status.as_u16(), cause = %err, "request failed");
     } else {
         debug!(app = %app.name(), status = status.as_u16(), cause = %err, "request refused");
@@ -64,13 +71,27 @@ where
 {
     let (parts, body) = req.into_parts();
     let meta = GatewayMeta::from_headers(&parts.headers)?;
-    match app.root().resolve(parts.uri.path())? {
-        Target::Static(file) => Ok(static_file::serve(&file, static_request(app, &parts)).await?),
+    let mut response = match app.root().resolve_request(parts.uri.path(), parts.uri.query())? {
+        Target::Static(file) => static_file::serve(&file, static_request(app, &parts)).await?,
         Target::Script(script) => {
             let response = run_script(app, &parts, &meta, &script, body).await?;
-            accel_redirect(app, &parts, response).await
+            accel_redirect(app, &parts, response).await?
         }
-        Target::Redirect(path) => Ok(redirect(&path, parts.uri.query())),
+        Target::Redirect(path) => redirect(&path, parts.uri.query()),
+    };
+    add_rule_headers(app, parts.uri.path(), &mut response);
+    Ok(response)
+}
+
+/// The headers rules' headers, on answers that are not errors (nginx's `add_header`).
+fn add_rule_headers(app: &App, raw_path: &str, response: &mut Response<Body>) {
+    let error = response.status().is_client_error() || response.status().is_server_error();
+    if error || !app.root().rules().has_headers() {
+        return;
+    }
+    let Some(uri) = app.root().rule_path(raw_path) else { return };
+    for (name, value) in app.root().rules().headers(&uri) {
+        response.headers_mut().insert(name, value);
     }
 }
 
@@ -107,11 +128,23 @@ async fn accel_redirect(
     let request = StaticRequest { method: &method, ..static_request(app, parts) };
     let mut served = static_file::serve(&file, request).await?;
     for name in KEPT_ON_ACCEL {
+        if !script.headers.contains_key(&name) || is_php_default_type(&name, &script.headers) {
+            continue;
+        }
+        served.headers_mut().remove(&name);
         for value in script.headers.get_all(&name) {
             served.headers_mut().append(name.clone(), value.clone());
         }
     }
     Ok(served)
+}
+
+/// PHP sends `text/html` (its `default_mimetype`) unless the script chose a type; that
+/// default says nothing about the file, so the file's own type is kept instead.
+fn is_php_default_type(name: &HeaderName, headers: &http::HeaderMap) -> bool {
+    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = value.split(';').next().unwrap_or("").trim();
+    name == CONTENT_TYPE && media.eq_ignore_ascii_case("text/html")
 }
 
 async fn run_script<B>(

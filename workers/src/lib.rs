@@ -12,6 +12,7 @@
 //! - [`app`]: the app's validated configuration, shared by every request.
 //! - [`handler`]: one request, from mapping to response; errors become responses.
 //! - [`path`]: request path → script (with PATH_INFO) or static file.
+//! - [`rules`]: the app's deny, no-scripts, internal, rewrite and headers rules.
 //! - [`params`]: nginx-style FastCGI params and their encoded-size limit.
 //! - [`forwarded`]: the client behind a trusted proxy (X-Forwarded-For/-Proto).
 //! - [`request_body`]: buffers a request body up to the app's limit (memory, then a temp file).
@@ -40,6 +41,7 @@ pub mod path;
 pub mod process;
 pub mod record;
 pub mod request_body;
+pub mod rules;
 pub mod static_file;
 #[cfg(test)]
 mod test_util;

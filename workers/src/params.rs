@@ -4,9 +4,11 @@
 //! names with anything but letters, digits and `-` are dropped (so `X_Forwarded_For`
 //! cannot pose as `X-Forwarded-For`), `Proxy` is dropped (httpoxy), duplicates are
 //! merged (`, `, or `; ` for Cookie). The gateway's `x-bulkhead-*` headers are read as
-//! trusted metadata and never forwarded. This module must never let client data set a
-//! param that does not start with `HTTP_`, and must never produce more than
-//! [`MAX_PARAMS_BYTES`] of encoded params (php-fpm drops the connection beyond that).
+//! trusted metadata and never forwarded. The app's `fastcgi_params` follow the CGI
+//! variables (the broker refuses names that would replace one), its secrets come last.
+//! This module must never let client data set a param that does not start with `HTTP_`,
+//! and must never produce more than [`MAX_PARAMS_BYTES`] of encoded params (php-fpm
+//! drops the connection beyond that).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -24,7 +26,11 @@ use crate::path::Script;
 /// bytes, minus the padding that rounds it to a multiple of 8.
 pub const MAX_PARAMS_BYTES: usize = 65_528;
 
-const SERVER_SOFTWARE: &str = concat!("bulkhead/", env!("CARGO_PKG_VERSION"));
+/// Names nginx on purpose: applications sniff SERVER_SOFTWARE to decide whether URL
+/// rewriting works (WordPress's `got_url_rewrite()` offers pretty permalinks only for
+/// Apache, nginx, IIS or Caddy), and Bulkhead's rules do what their nginx recipes do.
+pub const SERVER_SOFTWARE: &str =
+    concat!("bulkhead/", env!("CARGO_PKG_VERSION"), " (nginx-compatible)");
 
 /// Params by name; a later insert replaces an earlier one. CGI variable names are
 /// borrowed: only header-derived names and secrets' names are allocated.
@@ -99,6 +105,9 @@ pub fn build(app: &App, req: &RequestInfo<'_>) -> Result<ParamMap, ParamsError> 
         params.insert("HTTP_HOST".into(), host.to_owned());
     }
     cgi_params(app, req, &mut params)?;
+    for (name, value) in app.fastcgi_params() {
+        params.insert(Cow::Owned(name.clone()), value.clone());
+    }
     for (name, secret) in app.secrets() {
         params.insert(Cow::Owned(name.clone()), secret.expose().to_owned());
     }
@@ -152,7 +161,8 @@ fn cgi_params(app: &App, req: &RequestInfo<'_>, out: &mut ParamMap) -> Result<()
     set("DOCUMENT_URI", script.document_uri.clone());
     let uri = &req.parts.uri;
     set("REQUEST_URI", uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned());
-    set("QUERY_STRING", uri.query().unwrap_or("").to_owned());
+    let query = script.query.as_deref().or(uri.query());
+    set("QUERY_STRING", query.unwrap_or("").to_owned());
     set("REQUEST_METHOD", req.parts.method.as_str().to_owned());
     let content_type = req.parts.headers.get(CONTENT_TYPE).map(|v| utf8(CONTENT_TYPE.as_str(), v));
     set("CONTENT_TYPE", content_type.transpose()?.unwrap_or("").to_owned());

@@ -20,6 +20,9 @@ fn app(dir: &TempDir) -> App {
             fastcgi_keepalive: 0,
             prefix: "/".into(),
             trusted_proxies: Vec::new(),
+            symlink_targets: Vec::new(),
+            fastcgi_params: Vec::new(),
+            rules: Vec::new(),
         },
         sandbox: Profile::default(),
         secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],
@@ -52,6 +55,7 @@ fn script(dir: &TempDir) -> Script {
         name: "/x.php".into(),
         path_info: "/a b".into(),
         document_uri: "/x.php/a b".into(),
+        query: None,
     }
 }
 

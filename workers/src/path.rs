@@ -7,11 +7,24 @@
 //! document root, after the app's mount prefix (`/blog/`) is stripped; SCRIPT_NAME and
 //! DOCUMENT_URI keep the prefix, like nginx's `alias` with `$fastcgi_script_name`.
 //! A directory requested without its slash is redirected when it has an index file; a
-//! directory without one is a 404 (never a listing). This module must never return a
-//! file outside that root, never hand a PHP file to static serving, and never let a
-//! control byte through.
+//! directory without one is a 404 (never a listing). The app's [`Rules`] are applied
+//! here (deny, internal, rewrites, no-scripts; see `rules` for their precedence).
+//!
+//! What a miss means is decided carefully, like nginx: a missing `.php` is a 404, never
+//! the front controller; a hidden segment (`.env`, `.git/`) that exists is a 404, while a
+//! path whose dot segment exists nowhere (`/wiki/.NET_Framework`) is a miss like any
+//! other; a path the worker may not read is a 403 ([`PathError::Forbidden`]), never a
+//! miss; a symlink that resolves nowhere is a 404. Symlinks may leave the root only
+//! towards the app's declared `symlink_targets`, and only for static files. This module
+//! must never return a file outside those directories, never hand a PHP file to static
+//! serving, and never let a control byte through.
 
 use std::path::{Path, PathBuf};
+
+use http::StatusCode;
+use tracing::debug;
+
+use crate::rules::{Rewritten, Rules};
 
 /// Extensions never served as static files, whatever the state of the backend.
 const SCRIPT_EXTENSIONS: &[&str] =
@@ -41,6 +54,15 @@ pub enum PathError {
     NoScript(String),
     #[error("{0} resolves outside the document root")]
     Escapes(String),
+    /// The worker may not read this file or directory: a 403, and a warning.
+    #[error("permission denied on {}", .0.display())]
+    Forbidden(PathBuf),
+    /// A rule refused the path.
+    #[error("{path} is refused by a rule ({status})")]
+    Denied { path: String, status: StatusCode },
+    /// A symlink that leads nowhere (dangling, a loop).
+    #[error("{0} is a symlink that does not resolve")]
+    BrokenSymlink(String),
 }
 
 /// What serves a request.
@@ -81,6 +103,8 @@ pub struct Script {
     pub path_info: String,
     /// DOCUMENT_URI: the normalised path that was finally served.
     pub document_uri: String,
+    /// QUERY_STRING after a rewrite; `None`: the client's, unchanged.
+    pub query: Option<String>,
 }
 
 /// An app's document root and the rules for finding files in it.
@@ -92,12 +116,53 @@ pub struct Root {
     front_controller: Option<String>,
     /// Where the app is mounted: `/`, or `/blog/`.
     prefix: String,
+    /// Canonical directories outside `dir` that symlinks may lead to (static files only).
+    symlink_targets: Vec<PathBuf>,
+    rules: Rules,
+}
+
+/// What to do when nothing under the root answers a path.
+#[derive(Clone, Copy)]
+enum Miss<'q> {
+    /// A 404.
+    NotFound,
+    /// The front controller, if any.
+    Front,
+    /// A fallback rewrite (with the client's query), else the front controller.
+    Rewrite(Option<&'q str>),
 }
 
 impl Root {
     /// `dir` must already be canonical (see [`std::fs::canonicalize`]).
     pub fn new(dir: PathBuf, index: Vec<String>, front_controller: Option<String>) -> Self {
-        Self { dir, index, front_controller, prefix: "/".to_owned() }
+        Self {
+            dir,
+            index,
+            front_controller,
+            prefix: "/".to_owned(),
+            symlink_targets: Vec::new(),
+            rules: Rules::default(),
+        }
+    }
+
+    /// The same root with rules and symlink targets (canonical directories).
+    pub fn with_rules(mut self, rules: Rules, symlink_targets: Vec<PathBuf>) -> Self {
+        self.rules = rules;
+        self.symlink_targets = symlink_targets;
+        self
+    }
+
+    /// The app's rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The path rules match for a raw request path: decoded, normalised, below the
+    /// mount prefix; `None` when the path maps to nothing.
+    pub fn rule_path(&self, raw_path: &str) -> Option<String> {
+        let full = normalize(&decode(raw_path).ok()?).ok()?;
+        let uri = full.strip_prefix(self.base())?;
+        uri.starts_with('/').then(|| uri.to_owned())
     }
 
     /// The same root, mounted under `prefix` (`/` or `/segment/…/`).
@@ -117,8 +182,17 @@ impl Root {
         &self.dir
     }
 
-    /// Maps the raw (still percent-encoded) path of a request.
+    /// Maps the raw (still percent-encoded) path of a request without a query.
     pub fn resolve(&self, raw_path: &str) -> Result<Target, PathError> {
+        self.resolve_request(raw_path, None)
+    }
+
+    /// Maps the raw (still percent-encoded) path and query of a request, rules applied.
+    pub fn resolve_request(
+        &self,
+        raw_path: &str,
+        query: Option<&str>,
+    ) -> Result<Target, PathError> {
         let full = normalize(&decode(raw_path)?)?;
         if full == self.base() && !full.is_empty() {
             return Ok(Target::Redirect(encode_path(&self.prefix)));
@@ -127,10 +201,65 @@ impl Root {
             Some(rest) if rest.starts_with('/') => rest,
             _ => return Err(PathError::NotFound(full)),
         };
-        if is_hidden(uri) {
+        self.refuse_hidden(uri)?;
+        self.refuse_denied(uri)?;
+        if self.rules.is_internal(uri) {
             return Err(PathError::NotFound(full));
         }
-        self.resolve_uri(uri, true).map(|target| target.rebased(self.base()))
+        let target = match self.rules.rewrite(uri, query, false) {
+            Some(rewritten) => self.rewritten(rewritten)?,
+            None => self.resolve_uri(uri, Miss::Rewrite(query))?,
+        };
+        self.refuse_scripts(&target)?;
+        Ok(target.rebased(self.base()))
+    }
+
+    /// A rewritten path: checked again (hidden, deny), then mapped, rewritten no more.
+    fn rewritten(&self, rewritten: Rewritten) -> Result<Target, PathError> {
+        let uri = normalize(&rewritten.path)?;
+        self.refuse_hidden(&uri)?;
+        self.refuse_denied(&uri)?;
+        match self.resolve_uri(&uri, Miss::Front)? {
+            Target::Script(script) => {
+                Ok(Target::Script(Script { query: rewritten.query, ..script }))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn refuse_denied(&self, uri: &str) -> Result<(), PathError> {
+        match self.rules.denied(uri) {
+            Some(status) => Err(PathError::Denied { path: uri.to_owned(), status }),
+            None => Ok(()),
+        }
+    }
+
+    fn refuse_scripts(&self, target: &Target) -> Result<(), PathError> {
+        let Target::Script(script) = target else { return Ok(()) };
+        match self.rules.no_scripts(&script.name) {
+            Some(status) => Err(PathError::Denied { path: script.name.clone(), status }),
+            None => Ok(()),
+        }
+    }
+
+    /// A hidden segment (`.env`, `.git/…`) that exists is a 404; one that exists
+    /// nowhere (`/wiki/.NET_Framework`) is just a missing path.
+    fn refuse_hidden(&self, uri: &str) -> Result<(), PathError> {
+        if !is_hidden(uri) {
+            return Ok(());
+        }
+        let mut path = self.dir.clone();
+        for (i, segment) in uri.split('/').filter(|s| !s.is_empty()).enumerate() {
+            path.push(segment);
+            let hidden = segment.starts_with('.') && !(i == 0 && segment == WELL_KNOWN);
+            match std::fs::symlink_metadata(&path) {
+                Ok(_) if hidden => return Err(PathError::NotFound(uri.to_owned())),
+                Ok(_) => {}
+                Err(err) if is_missing(&err) => return Ok(()),
+                Err(_) => return Err(PathError::NotFound(uri.to_owned())),
+            }
+        }
+        Ok(())
     }
 
     /// The static file an `X-Accel-Redirect` from the app names: a path under the
@@ -142,6 +271,7 @@ impl Root {
         if is_hidden(&uri) {
             return Err(PathError::NotFound(uri));
         }
+        self.refuse_denied(&uri)?;
         match self.lookup(&uri)? {
             Some(file) => match static_target(file, &uri)? {
                 Target::Static(file) => Ok(file),
@@ -151,11 +281,11 @@ impl Root {
         }
     }
 
-    fn resolve_uri(&self, uri: &str, fallback: bool) -> Result<Target, PathError> {
+    fn resolve_uri(&self, uri: &str, miss: Miss<'_>) -> Result<Target, PathError> {
         if let Some((name, info)) = split_php(uri) {
+            // nginx's `location ~ \.php$ { try_files $uri =404; }`: never the front controller.
             return match self.lookup(name)? {
-                Some(file) => Ok(script(file, name, info, uri)),
-                None if fallback && self.front_controller.is_some() => self.front(uri),
+                Some(file) => self.script(file, name, info, uri),
                 None => Err(PathError::NoScript(name.to_owned())),
             };
         }
@@ -165,12 +295,35 @@ impl Root {
             }
         } else if let Some(file) = self.lookup(uri)? {
             return static_target(file, uri);
-        } else if fallback && self.is_indexed_dir(uri)? {
+        } else if !matches!(miss, Miss::NotFound) && self.is_indexed_dir(uri)? {
             return Ok(Target::Redirect(encode_path(&format!("{uri}/"))));
         }
-        match fallback {
-            true => self.front(uri),
-            false => Err(PathError::NotFound(uri.to_owned())),
+        match miss {
+            Miss::NotFound => Err(PathError::NotFound(uri.to_owned())),
+            Miss::Front => self.front(uri),
+            Miss::Rewrite(query) => match self.rules.rewrite(uri, query, true) {
+                Some(rewritten) => self.rewritten(rewritten),
+                None => self.front(uri),
+            },
+        }
+    }
+
+    /// A script target; a script the worker may not read is a 403 here, not php-fpm's 404.
+    fn script(
+        &self,
+        file: PathBuf,
+        name: &str,
+        info: &str,
+        uri: &str,
+    ) -> Result<Target, PathError> {
+        if !file.starts_with(&self.dir) {
+            return Err(PathError::Escapes(name.to_owned()));
+        }
+        match std::fs::File::open(&file) {
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(PathError::Forbidden(file))
+            }
+            _ => Ok(script(file, name, info, uri)),
         }
     }
 
@@ -178,7 +331,7 @@ impl Root {
         for name in &self.index {
             let uri = format!("{dir_uri}{name}");
             if self.lookup(&uri)?.is_some() {
-                return self.resolve_uri(&uri, false).map(Some);
+                return self.resolve_uri(&uri, Miss::NotFound).map(Some);
             }
         }
         Ok(None)
@@ -186,7 +339,7 @@ impl Root {
 
     fn front(&self, uri: &str) -> Result<Target, PathError> {
         match &self.front_controller {
-            Some(front) => self.resolve_uri(front, false),
+            Some(front) => self.resolve_uri(front, Miss::NotFound),
             None => Err(PathError::NotFound(uri.to_owned())),
         }
     }
@@ -208,19 +361,56 @@ impl Root {
         match self.plain_file(uri) {
             Plain::File => return Ok(Some(joined)),
             Plain::Missing => return Ok(None),
-            Plain::Symlink => {}
+            Plain::Denied(path) => return Err(PathError::Forbidden(path)),
+            Plain::Symlink(link) => self.refuse_escaping_link(uri, &link)?,
         }
         // A symlink on the way: only resolving every component says where it leads.
-        if !is_regular_file(&joined) {
-            return Ok(None);
+        match std::fs::metadata(&joined) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Ok(None),
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(PathError::Forbidden(joined));
+            }
+            Err(err) => return self.unresolved(uri, &joined, &err),
         }
-        let Ok(real) = std::fs::canonicalize(&joined) else {
-            return Ok(None);
+        let real = match std::fs::canonicalize(&joined) {
+            Ok(real) => real,
+            Err(err) => return self.unresolved(uri, &joined, &err),
         };
-        if !real.starts_with(&self.dir) {
+        let allowed = |dir: &PathBuf| real.starts_with(dir);
+        if !allowed(&self.dir) && !self.symlink_targets.iter().any(allowed) {
             return Err(PathError::Escapes(uri.to_owned()));
         }
         Ok(Some(real))
+    }
+
+    /// A symlink whose own target lies outside the root and the declared targets is an
+    /// escape even when (as inside the worker's sandbox) nothing is visible there.
+    fn refuse_escaping_link(&self, uri: &str, link: &Path) -> Result<(), PathError> {
+        let Ok(target) = std::fs::read_link(link) else { return Ok(()) };
+        let parent = link.parent().unwrap_or(&self.dir);
+        let target = lexical(&parent.join(target));
+        let inside = |dir: &PathBuf| target.starts_with(dir);
+        match inside(&self.dir) || self.symlink_targets.iter().any(inside) {
+            true => Ok(()),
+            false => Err(PathError::Escapes(uri.to_owned())),
+        }
+    }
+
+    /// A path with a symlink on the way that does not lead to a file: a miss, unless
+    /// the last component is itself a symlink that resolves nowhere (a 404, logged).
+    fn unresolved(
+        &self,
+        uri: &str,
+        joined: &Path,
+        err: &std::io::Error,
+    ) -> Result<Option<PathBuf>, PathError> {
+        let last_is_link = std::fs::symlink_metadata(joined).is_ok_and(|m| m.is_symlink());
+        if !last_is_link && is_missing(err) {
+            return Ok(None);
+        }
+        debug!(path = %joined.display(), cause = %err, "symlink does not resolve");
+        Err(PathError::BrokenSymlink(uri.to_owned()))
     }
 
     /// Walks `uri` (normalised: no `.`, `..` or empty segment) below the canonical
@@ -232,16 +422,21 @@ impl Root {
         let mut segments = uri.split('/').filter(|s| !s.is_empty()).peekable();
         while let Some(segment) = segments.next() {
             if segment == "." || segment == ".." {
-                return Plain::Symlink;
+                return Plain::Symlink(path);
             }
             path.push(segment);
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                return Plain::Missing;
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                    path.pop();
+                    return Plain::Denied(path);
+                }
+                Err(_) => return Plain::Missing,
             };
             let kind = meta.file_type();
             let last = segments.peek().is_none();
             if kind.is_symlink() {
-                return Plain::Symlink;
+                return Plain::Symlink(path);
             } else if last && kind.is_file() {
                 return Plain::File;
             } else if last || !kind.is_dir() {
@@ -262,13 +457,33 @@ enum Plain {
     File,
     /// Nothing, or not a regular file.
     Missing,
-    /// A symlink (or a `..` from configuration) on the way: only full resolution
-    /// can tell.
-    Symlink,
+    /// A directory on the way the worker may not search.
+    Denied(PathBuf),
+    /// A symlink (or a `..` from configuration) on the way, at this path: only full
+    /// resolution can tell.
+    Symlink(PathBuf),
 }
 
-fn is_regular_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+/// `path` with `.` and `..` resolved by name (no file system access).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Not found, or a file where a directory was expected.
+fn is_missing(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(err.kind(), K::NotFound | K::NotADirectory)
 }
 
 fn script(filename: PathBuf, name: &str, info: &str, uri: &str) -> Target {
@@ -277,6 +492,7 @@ fn script(filename: PathBuf, name: &str, info: &str, uri: &str) -> Target {
         name: name.to_owned(),
         path_info: info.to_owned(),
         document_uri: uri.to_owned(),
+        query: None,
     })
 }
 

@@ -81,8 +81,9 @@ fn uses_index_then_front_controller() {
     assert_eq!(docs, Target::Static(dir.path().join("docs/index.html")));
     let fc = expect_script(r.resolve("/blog/post-1").expect("maps"));
     assert_eq!((fc.name.as_str(), fc.path_info.as_str()), ("/index.php", ""));
-    let missing = expect_script(r.resolve("/gone.php").expect("maps"));
-    assert_eq!(missing.name, "/index.php");
+    // nginx's `location ~ \.php$ { try_files $uri =404; }`: never the front controller.
+    assert!(matches!(r.resolve("/gone.php"), Err(PathError::NoScript(_))));
+    assert!(matches!(r.resolve("/gone.php/x"), Err(PathError::NoScript(_))));
 }
 
 #[test]
@@ -179,6 +180,7 @@ fn a_prefixed_app_strips_its_prefix_and_keeps_it_in_script_name() {
     let dir = TempDir::new();
     let file = dir.file("index.php", "<?php");
     dir.file("docs/index.html", "hi");
+    dir.file(".env", "SECRET=1");
     let r = root(&dir, Some("/index.php")).with_prefix("/blog/");
     let s = expect_script(r.resolve("/blog/users/42").expect("maps"));
     assert_eq!((s.filename, s.name.as_str(), s.path_info.as_str()), (file, "/blog/index.php", ""));
@@ -207,4 +209,198 @@ fn internal_redirects_reach_only_static_files_inside_the_root() {
 fn location_paths_are_percent_encoded() {
     assert_eq!(encode_path("/a b/é/"), "/a%20b/%C3%A9/");
     assert_eq!(encode_path("/ok-._~/"), "/ok-._~/");
+}
+
+fn ruled(dir: &TempDir, front: Option<&str>, specs: Vec<privsep::msg::RuleSpec>) -> Root {
+    let rules = crate::rules::Rules::compile(&specs).expect("valid rules");
+    root(dir, front).with_rules(rules, Vec::new())
+}
+
+fn status_of(result: Result<Target, PathError>) -> Option<u16> {
+    match result {
+        Err(PathError::Denied { status, .. }) => Some(status.as_u16()),
+        Err(PathError::NotFound(_) | PathError::NoScript(_) | PathError::BrokenSymlink(_)) => {
+            Some(404)
+        }
+        Err(PathError::Forbidden(_)) => Some(403),
+        Err(other) => panic!("unexpected {other:?}"),
+        Ok(_) => None,
+    }
+}
+
+#[test]
+fn a_missing_dot_segment_reaches_the_front_controller_an_existing_one_never() {
+    let dir = TempDir::new();
+    dir.file("index.php", "<?php");
+    dir.file(".env", "SECRET=1");
+    dir.file(".git/config", "x");
+    dir.file("wiki/.hidden", "x");
+    let token = dir.file(".well-known/acme", "t");
+    let r = root(&dir, Some("/index.php"));
+    let front = |path: &str| match r.resolve(path) {
+        Ok(Target::Script(s)) => s.name == "/index.php",
+        _ => false,
+    };
+    let table: &[(&str, bool)] = &[
+        ("/wiki/.NET_Framework", true),
+        ("/.NET_Framework", true),
+        ("/a/.b/c", true),
+        ("/.env", false),
+        ("/.git/config", false),
+        ("/.git/nothing-here", false),
+        ("/wiki/.hidden", false),
+        ("/.well-known/missing", true),
+    ];
+    for (path, to_front) in table {
+        assert_eq!(front(path), *to_front, "{path}");
+    }
+    assert_eq!(r.resolve("/.well-known/acme").expect("served"), Target::Static(token));
+    assert!(matches!(r.resolve("/.git/x.php"), Err(PathError::NotFound(_))));
+}
+
+#[test]
+fn broken_symlinks_are_404_and_declared_targets_are_followed() {
+    let outside = TempDir::new();
+    let stored = outside.file("public/avatar.png", "png");
+    outside.file("public/x.php", "<?php");
+    let dir = TempDir::new();
+    dir.file("index.php", "<?php");
+    std::os::unix::fs::symlink(outside.path().join("public"), dir.path().join("storage"))
+        .expect("link");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling.css"))
+        .expect("link");
+    std::os::unix::fs::symlink(dir.path().join("loop"), dir.path().join("loop")).expect("link");
+    let plain = root(&dir, Some("/index.php"));
+    assert!(matches!(plain.resolve("/storage/avatar.png"), Err(PathError::Escapes(_))));
+    assert!(matches!(plain.resolve("/dangling.css"), Err(PathError::BrokenSymlink(_))));
+    assert!(matches!(plain.resolve("/loop"), Err(PathError::BrokenSymlink(_))));
+    let allowed = root(&dir, Some("/index.php"))
+        .with_rules(crate::rules::Rules::default(), vec![outside.path().join("public")]);
+    assert_eq!(allowed.resolve("/storage/avatar.png").expect("served"), Target::Static(stored));
+    assert!(
+        matches!(allowed.resolve("/storage/x.php"), Err(PathError::Escapes(_))),
+        "scripts never run from a symlink target"
+    );
+    assert!(matches!(allowed.resolve("/storage/missing.png"), Ok(Target::Script(_))));
+}
+
+#[test]
+fn rules_deny_and_keep_scripts_from_running() {
+    use privsep::msg::{RuleAction, RuleMatch, RuleSpec};
+    let dir = TempDir::new();
+    dir.file("index.php", "<?php");
+    dir.file("wp-content/uploads/x.php", "<?php");
+    dir.file("wp-content/uploads/a.jpg", "jpg");
+    dir.file("data/pages/start.txt", "raw");
+    dir.file("private/7f3e9a", "pdf");
+    let prefix = |p: &str| RuleMatch::Prefix(vec![p.to_owned()]);
+    let r = ruled(
+        &dir,
+        Some("/index.php"),
+        vec![
+            RuleSpec {
+                matcher: prefix("/wp-content/uploads/"),
+                action: RuleAction::NoScripts(403),
+            },
+            RuleSpec { matcher: prefix("/data/"), action: RuleAction::Deny(404) },
+            RuleSpec { matcher: prefix("/private/"), action: RuleAction::Internal },
+            RuleSpec { matcher: prefix("/index.php/forbidden"), action: RuleAction::Deny(410) },
+        ],
+    );
+    let table: &[(&str, Option<u16>)] = &[
+        ("/wp-content/uploads/x.php", Some(403)),
+        ("/wp-content/uploads/x.php/info", Some(403)),
+        ("/wp-content/uploads/a.jpg", None),
+        ("/wp-content/uploads/missing.jpg", None),
+        ("/data/pages/start.txt", Some(404)),
+        ("/data/missing", Some(404)),
+        ("/private/7f3e9a", Some(404)),
+        ("/index.php/forbidden", Some(410)),
+        ("/post/1", None),
+    ];
+    for (path, want) in table {
+        assert_eq!(status_of(r.resolve(path)), *want, "{path}");
+    }
+    assert!(r.internal("/private/7f3e9a").is_ok(), "reachable through X-Accel-Redirect");
+    assert!(r.internal("/data/pages/start.txt").is_err(), "deny applies there too");
+}
+
+#[test]
+fn rewrites_route_nice_urls_and_fallbacks_only_on_a_miss() {
+    use privsep::msg::{RuleAction, RuleMatch, RuleSpec};
+    let dir = TempDir::new();
+    dir.file("doku.php", "<?php");
+    dir.file("lib/exe/fetch.php", "<?php");
+    dir.file("lib/tpl/style.css", "css");
+    dir.file("data/pages/start.txt", "raw");
+    let rewrite = |re: &str, target: &str| RuleSpec {
+        matcher: RuleMatch::Regex(re.to_owned()),
+        action: RuleAction::Rewrite { target: target.to_owned(), fallback: true },
+    };
+    let r = ruled(
+        &dir,
+        None,
+        vec![
+            RuleSpec {
+                matcher: RuleMatch::Prefix(vec!["/data/".into()]),
+                action: RuleAction::Deny(404),
+            },
+            rewrite("^/_media/(.*)", "/lib/exe/fetch.php?media=$1"),
+            rewrite("^/(.*)", "/doku.php?id=$1"),
+        ],
+    );
+    let script = |path: &str, query: Option<&str>| match r.resolve_request(path, query) {
+        Ok(Target::Script(s)) => (s.name, s.query.unwrap_or_default()),
+        other => panic!("{path}: {other:?}"),
+    };
+    assert_eq!(
+        script("/wiki:syntax", Some("do=edit")),
+        ("/doku.php".into(), "id=wiki:syntax&do=edit".into())
+    );
+    assert_eq!(
+        script("/_media/logo.png", None),
+        ("/lib/exe/fetch.php".into(), "media=logo.png".into())
+    );
+    assert_eq!(script("/", None), ("/doku.php".into(), "id=".into()));
+    assert!(matches!(r.resolve("/lib/tpl/style.css"), Ok(Target::Static(_))), "files win");
+    assert_eq!(status_of(r.resolve("/data/pages/start.txt")), Some(404));
+    assert_eq!(status_of(r.resolve("/missing.php")), Some(404), "never rewritten");
+}
+
+#[test]
+fn a_rewrite_cannot_route_around_a_deny() {
+    use privsep::msg::{RuleAction, RuleMatch, RuleSpec};
+    let dir = TempDir::new();
+    dir.file("conf/users.auth.php", "<?php");
+    let r = ruled(
+        &dir,
+        None,
+        vec![
+            RuleSpec {
+                matcher: RuleMatch::Prefix(vec!["/conf/".into()]),
+                action: RuleAction::Deny(403),
+            },
+            RuleSpec {
+                matcher: RuleMatch::Regex("^/c/(.*)".into()),
+                action: RuleAction::Rewrite { target: "/conf/$1".into(), fallback: false },
+            },
+        ],
+    );
+    assert_eq!(status_of(r.resolve("/c/users.auth.php")), Some(403));
+}
+
+#[test]
+fn a_symlink_to_an_invisible_place_outside_the_root_is_an_escape_not_a_miss() {
+    // Inside the worker's sandbox nothing outside the root is visible: the link's own
+    // target, not what resolving it finds, says whether it escapes.
+    let dir = TempDir::new();
+    dir.file("index.php", "<?php");
+    std::os::unix::fs::symlink("/nonexistent-bulkhead-dir", dir.path().join("out")).expect("link");
+    std::os::unix::fs::symlink("sub/../../elsewhere", dir.path().join("up")).expect("link");
+    std::os::unix::fs::symlink("missing-inside", dir.path().join("in")).expect("link");
+    let r = root(&dir, Some("/index.php"));
+    assert!(matches!(r.resolve("/out/secret.txt"), Err(PathError::Escapes(_))));
+    assert!(matches!(r.resolve("/up/x.css"), Err(PathError::Escapes(_))));
+    assert!(matches!(r.resolve("/in"), Err(PathError::BrokenSymlink(_))));
+    assert!(matches!(r.resolve("/in/x.css"), Ok(Target::Script(_))), "a miss under it");
 }

@@ -94,6 +94,57 @@ pub(super) struct RawApp {
     #[serde(default)]
     pub on_demand: bool,
     pub idle_timeout: Option<String>,
+    /// Directories outside `root` that symlinks under it may lead to (static files).
+    #[serde(default)]
+    pub symlink_targets: Vec<PathBuf>,
+    /// Extra FastCGI params: name → value.
+    #[serde(default)]
+    pub fastcgi_params: BTreeMap<String, String>,
+    /// `[[app.rules]]`, in file order.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// A recipe from `deploy/examples/` whose rules come first (`"wordpress"`, …).
+    pub preset: Option<String>,
+}
+
+/// One `[[app.rules]]` entry as written: one matcher key and one action key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [[app.rules]] table")]
+pub(super) struct RawRule {
+    pub prefix: Option<OneOrMany>,
+    pub glob: Option<OneOrMany>,
+    pub regex: Option<String>,
+    pub deny: Option<StatusValue>,
+    pub no_scripts: Option<StatusValue>,
+    pub internal: Option<bool>,
+    pub rewrite: Option<String>,
+    pub fallback: Option<bool>,
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a string or a list of strings")]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many,
+        }
+    }
+}
+
+/// `true` (the default status) or a status code.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged, expecting = "true or a status code such as 404")]
+pub(super) enum StatusValue {
+    Switch(bool),
+    Code(u16),
 }
 
 #[derive(Debug, Deserialize)]

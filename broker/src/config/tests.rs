@@ -111,6 +111,9 @@ fn a_full_config_round_trips_into_app_spec() {
         fastcgi_keepalive: 8,
         prefix: "/".into(),
         trusted_proxies: Vec::new(),
+        symlink_targets: Vec::new(),
+        fastcgi_params: Vec::new(),
+        rules: Vec::new(),
     };
     assert_eq!(app.spec, expected);
     assert_eq!(app.hosts, ["*.blog.localhost", "blog.localhost"]);

@@ -23,7 +23,7 @@ use super::raw::{
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
 use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_KEEPALIVE, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
-use super::{client, paths, secrets, users, values};
+use super::{client, paths, presets, rules, secrets, users, values};
 
 /// What every app's checks may consult.
 struct Context<'a> {
@@ -398,11 +398,14 @@ fn spec(
     p: &mut Problems,
 ) -> Option<AppSpec> {
     let root = p.take(key(at, "root"), paths::existing_dir(&raw.root));
-    let index = index(at, raw.index.as_deref(), p);
+    let checked_preset = optional(p, key(at, "preset"), raw.preset.as_deref(), presets::preset);
+    let preset_ok = checked_preset.is_some();
+    let preset = checked_preset.flatten().unwrap_or_default();
+    let index = index(at, raw.index.as_deref().or(preset.index.as_deref()), p);
     let front = optional(
         p,
         key(at, "front_controller"),
-        raw.front_controller.as_deref(),
+        raw.front_controller.as_deref().or(preset.front_controller.as_deref()),
         values::front_controller,
     );
     let fastcgi = match (&raw.fastcgi, &raw.php) {
@@ -427,6 +430,14 @@ fn spec(
     let (max_body, timeout_ms) = limits(at, &raw.limits, p);
     let idle_timeout_ms = idle_timeout(at, raw, p);
     let fastcgi_keepalive = keepalive(at, raw.fastcgi_keepalive, p);
+    let symlink_targets = rules::symlink_targets(at, &raw.symlink_targets, p);
+    let fastcgi_params = rules::fastcgi_params(at, &raw.fastcgi_params, &raw.secrets, p);
+    let preset_rules = rules::rules(&key(at, "preset"), &preset.rules, p);
+    let own_rules = rules::rules(at, &raw.rules, p);
+    let rules = preset_rules.zip(own_rules).filter(|_| preset_ok).map(|(mut all, own)| {
+        all.extend(own);
+        all
+    });
     Some(AppSpec {
         name: name?,
         server_name: server_name(hosts?)?,
@@ -440,6 +451,9 @@ fn spec(
         fastcgi_keepalive: fastcgi_keepalive?,
         prefix: msg::root_prefix(),
         trusted_proxies: Vec::new(),
+        symlink_targets: symlink_targets?,
+        fastcgi_params: fastcgi_params?,
+        rules: rules?,
     })
 }
 
