@@ -50,8 +50,11 @@ broker="$(pgrep -f -n "bulkhead run --config $run_dir/bulkhead.toml")" || fail "
 workers="$(pgrep -P "$broker" -x bulkhead-worker)" || fail "the broker has no worker"
 for pid in $workers; do
     ! grep -q 'libc\.so' "/proc/$pid/maps" || fail "worker $pid maps libc.so: not the static build"
-    rss_kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")"
-    printf 'smoke: worker %s: %s KiB resident after one request\n' "$pid" "$rss_kib"
-    (( rss_kib <= 4096 )) || fail "worker $pid has $rss_kib KiB resident, more than 4 MiB"
+    # Its proportional share (PSS): the binary's text pages are shared by every worker.
+    rss_kib="$(awk '/^Rss:/ {print $2}' "/proc/$pid/smaps_rollup")"
+    pss_kib="$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")"
+    printf 'smoke: worker %s: %s KiB resident, %s KiB proportional, after one request\n' \
+        "$pid" "$rss_kib" "$pss_kib"
+    (( pss_kib <= 4096 )) || fail "worker $pid has a $pss_kib KiB share of memory, more than 4 MiB"
 done
 printf 'smoke: ok: both tenants answer with their own secrets through the release build\n'

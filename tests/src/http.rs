@@ -139,6 +139,18 @@ impl fmt::Debug for Reply {
     }
 }
 
+/// `text` percent-encoded for a query component: letters, digits, `-_./` stay as they are.
+pub fn query_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Lower-case hex SHA-256, as PHP's `hash('sha256', …)` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()

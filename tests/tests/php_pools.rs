@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bulkhead_tests::bulkhead::Bulkhead;
-use bulkhead_tests::http::{Client, Proto};
+use bulkhead_tests::http::{Client, Proto, query_encode as encode};
 use bulkhead_tests::net::free_port;
 use bulkhead_tests::procfs;
 
@@ -270,17 +270,6 @@ fn secrets_stay_out_of_pools(world: &World, pools: &Path) {
             assert!(!procfs::contains_bytes(&argv, secret), "{app}'s php-fpm {pid} argv holds it");
         }
     }
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bulkhead_tests::bulkhead::Bulkhead;
-use bulkhead_tests::http::{Client, Proto};
+use bulkhead_tests::http::{Client, Proto, query_encode as encode};
 use bulkhead_tests::net::free_port;
 
 const APPS: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -217,15 +217,4 @@ fn each_app_reaches_only_its_own_database_and_only_through_connect() {
     for (_, password) in &passwords {
         assert!(!log.contains(password.as_str()), "a password reached the broker's log");
     }
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -108,3 +108,20 @@ fn sigterm_stops_the_broker_and_its_children() {
     let alive: Vec<Pid> = children.into_iter().filter(|&p| procfs::is_alive(p)).collect();
     assert!(gone.is_some(), "children still running after the broker exited: {:?}", names(&alive));
 }
+
+/// logrotate sends SIGUSR1 and nginx habits send SIGUSR2: neither may stop anything.
+#[test]
+fn sigusr1_and_sigusr2_are_logged_and_change_nothing() {
+    let (stack, _) = two_apps();
+    let children = stack.bulkhead.children();
+    for signal in [Signal::SIGUSR1, Signal::SIGUSR2] {
+        stack.bulkhead.signal(signal);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(procfs::is_alive(stack.bulkhead.pid()), "the broker must survive SIGUSR1 and SIGUSR2");
+    assert!(children.iter().all(|&pid| procfs::is_alive(pid)), "no child may stop");
+    let reply = stack.client(Proto::Http1).get(&format!("{}.localhost", APPS[0]), "/hello.php?n=1");
+    assert_eq!(reply.status, 200, "the first app still serves: {reply:?}");
+    let log = stack.bulkhead.log();
+    assert!(log.contains("SIGUSR1 ignored") && log.contains("SIGUSR2 ignored"), "{log}");
+}

@@ -258,17 +258,31 @@ impl Broker {
     }
 }
 
+/// SIGTERM and SIGINT stop, SIGHUP reloads. SIGUSR1 (logrotate's "reopen the logs") and
+/// SIGUSR2 (nginx's binary upgrade) would kill the broker by default, an outage from an
+/// operator's habit: they are caught and logged. The log is stderr, which nothing needs to
+/// reopen, and a new binary is started by a restart.
 fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
         loop {
             let event = tokio::select! {
                 _ = term.recv() => Event::Shutdown,
                 _ = int.recv() => Event::Shutdown,
                 _ = hup.recv() => Event::Reload(None),
+                _ = usr1.recv() => {
+                    tracing::warn!("SIGUSR1 ignored: the log is stderr, there is no log file to reopen");
+                    continue;
+                }
+                _ = usr2.recv() => {
+                    tracing::warn!("SIGUSR2 ignored: no binary upgrade in place; restart the service to run a new binary");
+                    continue;
+                }
             };
             if events.send(event).is_err() {
                 return;
