@@ -48,6 +48,11 @@ pub struct Serving {
     pub timeouts: Timeouts,
 }
 
+/// The most header fields an HTTP/1.1 request may have (hyper's default is 100). nginx
+/// counts only bytes: `client_max_header_size` is the limit that matters, and 1,000
+/// fields of a few bytes each stay well within it.
+pub const MAX_REQUEST_FIELDS: usize = 1000;
+
 /// The shared connection builder, configured once: an HTTP/1.1 head must arrive whole
 /// within `client_header_timeout` and fit `client_max_header_size` (hyper's buffer cannot
 /// be under 8 KiB: [`crate::proxy`] checks smaller limits).
@@ -56,7 +61,8 @@ pub fn builder(max_header_bytes: usize, header_timeout: Duration) -> auto::Build
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_buf_size(max_header_bytes.max(8192));
+        .max_buf_size(max_header_bytes.max(8192))
+        .max_headers(MAX_REQUEST_FIELDS);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(H2_MAX_HEADER_LIST)

@@ -105,3 +105,20 @@ fn with_a_limit_of_8k_6_kib_of_headers_are_served_and_9_kib_get_431() {
         assert_eq!(reply.status, expected, "{pad} bytes of headers");
     }
 }
+
+/// nginx limits a head by its bytes only; so does Bulkhead, up to 1,000 fields: 300 small
+/// fields (4 KiB in all) are served over HTTP/1.1, as over h2c.
+#[test]
+fn three_hundred_small_header_fields_are_served() {
+    let stack = stack(&[]);
+    let mut conn = TcpStream::connect(stack.addr()).expect("connecting to the gateway");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("setting a read timeout");
+    let fields: String = (0..300).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let head =
+        format!("GET /static.txt HTTP/1.1\r\nHost: {HOST}\r\n{fields}Connection: close\r\n\r\n");
+    conn.write_all(head.as_bytes()).expect("sending the head");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.ends_with("static-ok"), "{answer}");
+}
