@@ -28,10 +28,16 @@ use crate::limits::{self, Activity, ConnLimits, Timeouts, Watched};
 use crate::linger::{self, Shared};
 use crate::proxy::{self, ConnInfo};
 
-/// The most bytes of an HTTP/2 header list the protocol layer takes: larger ones get its
+/// The most bytes of an HTTP/2 header list the protocol layer takes, for a
+/// `client_max_header_size` of `max_header_bytes`: twice it (HTTP/2 counts 32 bytes more a
+/// field than a head's text has), at least 64 KiB. Larger lists get the protocol layer's
 /// own 431; smaller ones past `client_max_header_size` get the gateway's 431
-/// ([`crate::proxy`]), the connection serving on either way.
-pub const H2_MAX_HEADER_LIST: u32 = 1024 * 1024;
+/// ([`crate::proxy`]), the connection serving on either way. h2 holds a header block
+/// (CONTINUATION frames included) of up to about 1.25 times this per connection until it
+/// is complete, so this bounds a slow client's memory.
+pub fn h2_max_header_list(max_header_bytes: usize) -> u32 {
+    u32::try_from(max_header_bytes.saturating_mul(2).max(64 * 1024)).unwrap_or(u32::MAX)
+}
 /// Pause after a failed `accept` (for example EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -65,7 +71,7 @@ pub fn builder(max_header_bytes: usize, header_timeout: Duration) -> auto::Build
         .max_headers(MAX_REQUEST_FIELDS);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_header_list_size(h2_max_header_list(max_header_bytes))
         .max_concurrent_streams(256);
     b
 }

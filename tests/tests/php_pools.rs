@@ -353,6 +353,52 @@ fn audit_checks_every_php_fpm_process_against_the_pool_profile() {
     }
 }
 
+/// With a TCP `connect` endpoint the pool shares the host's network, where Landlock pins
+/// TCP connect to the declared port but has no rules for UDP, raw or netlink sockets, nor
+/// for a `listen` that binds a port by itself: seccomp refuses those (and netlink, which PHP
+/// cannot ask for without FFI). The declared port is reached; 5 other ways out are not.
+#[test]
+fn a_pool_with_a_tcp_endpoint_reaches_that_port_and_nothing_else() {
+    let declared = std::net::TcpListener::bind("127.0.0.1:0").expect("a declared listener");
+    let port = declared.local_addr().expect("its address").port();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP listener");
+    udp.set_nonblocking(true).expect("non-blocking");
+    let udp_port = udp.local_addr().expect("its address").port();
+    let world = start("root", &format!(", connect = [\"tcp:127.0.0.1:{port}\"]"));
+    let page = format!(
+        r#"<?php
+$r = [];
+$c = @stream_socket_client("tcp://127.0.0.1:{port}", $no, $err, 2);
+$r[] = "declared tcp: " . ($c ? "connected" : "refused $err");
+$u = @stream_socket_client("udp://127.0.0.1:{udp_port}", $no, $err, 2);
+$r[] = "udp: " . (($u && @fwrite($u, "leak") > 0) ? "SENT" : "refused $err");
+$s = @stream_socket_server("tcp://127.0.0.1:0", $no, $err);
+$r[] = "listen: " . ($s ? "LISTENING" : "refused $err");
+if (function_exists("socket_create")) {{
+    $l = @socket_create(AF_INET, SOCK_STREAM, SOL_TCP);
+    $r[] = "autobind listen: " . (($l && @socket_listen($l)) ? "LISTENING" : "refused");
+    $n = @socket_create(AF_INET, SOCK_RAW, 1);
+    $r[] = "raw icmp: " . ($n ? "OPEN" : "refused");
+    $d = @socket_create(AF_INET, SOCK_DGRAM, SOL_UDP);
+    $r[] = "udp socket: " . ($d ? "OPEN" : "refused");
+}}
+echo implode("\n", $r);
+"#
+    );
+    write(&world.dir.path().join("alpha/net.php"), &page, 0o644);
+    let text = world.client.get("alpha.localhost", "/net.php").text();
+    println!("{text}");
+    assert!(text.contains("declared tcp: connected"), "the declared endpoint is reachable: {text}");
+    for way_out in ["SENT", "LISTENING", "OPEN"] {
+        assert!(!text.contains(way_out), "{way_out}: a way out of the declared endpoint:\n{text}");
+    }
+    let mut buf = [0; 16];
+    assert!(udp.recv(&mut buf).is_err(), "the UDP listener received bytes from PHP");
+    let tried = text.lines().count();
+    println!("{tried} network attempts, {} refused", text.matches("refused").count());
+    assert!(tried >= 3, "{text}");
+}
+
 #[test]
 fn programs_true_lets_php_run_programs_and_still_hides_the_other_app() {
     let world = start("root", ", programs = true");

@@ -234,8 +234,11 @@ impl Root {
         }
     }
 
+    /// The script finally chosen is held to `no_scripts` and to `deny` by its own name:
+    /// a deny written for `*.php` must not be passed by PATH_INFO (`/x/evil.php/anything`).
     fn refuse_scripts(&self, target: &Target) -> Result<(), PathError> {
         let Target::Script(script) = target else { return Ok(()) };
+        self.refuse_denied(&script.name)?;
         match self.rules.no_scripts(&script.name) {
             Some(status) => Err(PathError::Denied { path: script.name.clone(), status }),
             None => Ok(()),

@@ -326,6 +326,30 @@ fn rules_deny_and_keep_scripts_from_running() {
 }
 
 #[test]
+fn a_deny_on_scripts_holds_whatever_path_info_follows() {
+    use privsep::msg::{RuleAction, RuleMatch, RuleSpec};
+    let dir = TempDir::new();
+    dir.file("index.php", "<?php");
+    dir.file("maintenance/run.php", "<?php");
+    let r = ruled(
+        &dir,
+        Some("/index.php"),
+        vec![RuleSpec {
+            matcher: RuleMatch::Regex(r"^/maintenance/.*\.php$".to_owned()),
+            action: RuleAction::Deny(403),
+        }],
+    );
+    for path in ["/maintenance/run.php", "/maintenance/run.php/x", "/maintenance/run.php/a/b.css"] {
+        assert_eq!(status_of(r.resolve(path)), Some(403), "{path}");
+    }
+    assert_eq!(
+        status_of(r.resolve("/index.php/maintenance/run.php")),
+        None,
+        "PATH_INFO of another"
+    );
+}
+
+#[test]
 fn rewrites_route_nice_urls_and_fallbacks_only_on_a_miss() {
     use privsep::msg::{RuleAction, RuleMatch, RuleSpec};
     let dir = TempDir::new();

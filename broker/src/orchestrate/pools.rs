@@ -239,9 +239,13 @@ fn prepare(app: &App, php: &PhpPool, owner: Option<(u32, u32)>) -> std::io::Resu
     Ok(listener)
 }
 
-/// Settings the broker always sets: PHP's temporary files live in the pool's private `/tmp`.
-const FIXED_ADMIN_VALUES: [(&str, &str); 5] = [
+/// Settings the broker always sets: PHP's temporary files live in the pool's private `/tmp`,
+/// and PHP collects its own expired sessions there (Debian turns that off and relies on a
+/// cron job, which cannot see a pool's private `/tmp`).
+const FIXED_ADMIN_VALUES: [(&str, &str); 7] = [
     ("session.save_path", "/tmp"),
+    ("session.gc_probability", "1"),
+    ("session.gc_divisor", "100"),
     ("upload_tmp_dir", "/tmp"),
     ("sys_temp_dir", "/tmp"),
     ("opcache.lockfile_path", "/tmp"),

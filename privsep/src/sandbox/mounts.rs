@@ -67,7 +67,10 @@ pub(super) fn build_view(view: &MountView) -> Result<(), SandboxError> {
     tmpfs("/newroot", "size=1m,nr_inodes=4096,mode=0755")?;
     if let Some(bytes) = view.private_tmp {
         mkdir_all(Path::new("/newroot/tmp"))?;
-        tmpfs("/newroot/tmp", &format!("size={bytes},nr_inodes=4096,mode=1777"))?;
+        // An inode per 4 KiB, the least a file takes: small files (PHP sessions) run
+        // out of room when the bytes do, not before.
+        let inodes = (bytes / 4096).max(4096);
+        tmpfs("/newroot/tmp", &format!("size={bytes},nr_inodes={inodes},mode=1777"))?;
     }
     for bind in &view.binds {
         bind_mount(bind)?;

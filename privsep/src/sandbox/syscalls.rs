@@ -9,6 +9,10 @@
 //! 4. last, the allow-list: anything not on it kills the whole process. It
 //!    does not allow `seccomp` itself, so nothing can be installed after it.
 //!
+//! A program host (php-fpm) gets a deny-list instead ([`DENIED_TO_PROGRAMS`]), behind a
+//! filter refusing every x32 syscall number, with `socket` limited to Unix and TCP sockets
+//! and `listen` refused.
+//!
 //! Never on the list: `execve*`, `memfd_create`, `fork`/`vfork`, `clone`
 //! without CLONE_THREAD or with CLONE_NEW*, `ptrace`, `process_vm_*`,
 //! `unshare`, `setns`, `mount` and friends, `chroot`, `io_uring_*`, `bpf`,
@@ -55,10 +59,15 @@ pub(super) fn install_exec_once(filename: u64) -> Result<(), SandboxError> {
 /// The programs in installation order (the allow-list last).
 fn programs(policy: &Seccomp) -> Result<Vec<BpfProgram>, SandboxError> {
     if policy.deny_list {
-        return Ok(vec![
+        let mut denied = namespace_clones()?;
+        denied.extend(program_sockets()?);
+        let mut programs = vec![
             errno_filter(&[libc::SYS_clone3], libc::ENOSYS, Rules::new())?,
-            errno_filter(DENIED_TO_PROGRAMS, libc::EPERM, namespace_clones()?)?,
-        ]);
+            errno_filter(DENIED_TO_PROGRAMS, libc::EPERM, denied)?,
+        ];
+        #[cfg(target_arch = "x86_64")]
+        programs.insert(0, no_x32());
+        return Ok(programs);
     }
     let mut soft_opens = vec![];
     #[cfg(target_arch = "x86_64")]
@@ -192,6 +201,58 @@ const DENIED_TO_PROGRAMS: &[i64] = &[
     #[cfg(target_arch = "x86_64")]
     libc::SYS_uselib,
 ];
+
+/// The x32 ABI's syscall numbers (bit 30 set) under the x86-64 audit arch: a deny-list
+/// keyed by x86-64 numbers would let every one of them through (`unshare` as
+/// `0x40000000 | 272`), so a program host gets EPERM for all of them. Allow-lists are not
+/// concerned: they kill what they do not name.
+#[cfg(target_arch = "x86_64")]
+fn no_x32() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    let eperm = u32::try_from(libc::EPERM).unwrap_or(1);
+    let op = |code: u32, jt: u8, jf: u8, k: u32| sock_filter {
+        code: u16::try_from(code).unwrap_or(0),
+        jt,
+        jf,
+        k,
+    };
+    vec![
+        // A = seccomp_data.nr
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        // if A >= X32_SYSCALL_BIT: EPERM, else allow (the later filters decide).
+        op(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, 0, 1, X32_SYSCALL_BIT),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, SECCOMP_RET_ERRNO | eperm),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// The sockets a program host may open: Unix ones of any type, and TCP (stream
+/// sockets of AF_INET/AF_INET6), which Landlock then pins to the declared ports. No UDP,
+/// raw, packet or netlink socket (Landlock has no rules for them), and no `listen`: php-fpm
+/// inherits its listening socket, and a listen on an unbound socket would bind a port
+/// Landlock never sees.
+fn program_sockets() -> Result<Rules, SandboxError> {
+    let domain =
+        |op: Op, family: i32| cond(0, Len::Dword, op, u64::try_from(family).unwrap_or(u64::MAX));
+    let mut socket = vec![rule(vec![
+        domain(Op::Ne, libc::AF_UNIX)?,
+        domain(Op::Ne, libc::AF_INET)?,
+        domain(Op::Ne, libc::AF_INET6)?,
+    ])?];
+    let stream = u64::try_from(libc::SOCK_STREAM).unwrap_or(1);
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        for kind in (0..=SOCK_TYPE_MASK).filter(|t| *t != stream) {
+            socket.push(rule(vec![
+                domain(Op::Eq, family)?,
+                cond(1, Len::Dword, Op::MaskedEq(SOCK_TYPE_MASK), kind)?,
+            ])?);
+        }
+    }
+    Ok(Rules::from([(libc::SYS_socket, socket), (libc::SYS_listen, vec![])]))
+}
 
 /// `clone` (and `vfork`-like forks) that would create a namespace.
 fn namespace_clones() -> Result<Rules, SandboxError> {
@@ -340,7 +401,8 @@ mod tests {
             deny_list: false,
         };
         let pool = Seccomp { deny_list: true, ..Seccomp::default() };
-        assert_eq!(programs(&pool).expect("compiles").len(), 2);
+        let expected = if cfg!(target_arch = "x86_64") { 3 } else { 2 };
+        assert_eq!(programs(&pool).expect("compiles").len(), expected);
         for policy in [Seccomp { accept: true, ..Seccomp::default() }, worker] {
             let programs = programs(&policy).expect("compiles");
             assert_eq!(programs.len(), 4);
