@@ -18,7 +18,7 @@ pub(super) fn check(at: &str, raw: &RawApp, p: &mut Problems) -> Option<Response
         match extension(ext).and_then(|ext| media_type(media).map(|()| ext)) {
             Ok(ext) => types.push((ext, media.clone())),
             Err(message) => {
-                p.push(format!("{at}.types.{ext:?}"), message);
+                p.push(format!("{at}.types.{ext}"), message);
                 ok = false;
             }
         }
