@@ -27,6 +27,7 @@ mod paths;
 pub mod php;
 mod presets;
 mod raw;
+mod responses;
 mod rules;
 mod secrets;
 pub mod users;

@@ -354,6 +354,58 @@ pub struct AppSpec {
     /// The app's rules, in configuration order; evaluated by the worker.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// Content types, charset and compression of the app's responses.
+    #[serde(default)]
+    pub responses: ResponseSpec,
+}
+
+/// How the worker labels and encodes responses (nginx's `types`, `charset`, `gzip`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// `types`: extension (lowercase, without the dot) to Content-Type, checked first.
+    #[serde(default)]
+    pub types: Vec<(String, String)>,
+    /// `charset`: added to text/html, text/plain and nginx's other `charset_types`.
+    #[serde(default)]
+    pub charset: Option<String>,
+    #[serde(default)]
+    pub compress: CompressSpec,
+}
+
+/// `compress`: which codings the worker may apply, and from what size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressSpec {
+    #[serde(default = "yes")]
+    pub gzip: bool,
+    #[serde(default = "yes")]
+    pub brotli: bool,
+    /// Bodies of a known length below this are sent as they are (nginx's `gzip_min_length`).
+    #[serde(default = "default_min_length")]
+    pub min_length: u64,
+}
+
+impl CompressSpec {
+    /// `compress = false`.
+    pub fn off() -> Self {
+        Self { gzip: false, brotli: false, min_length: default_min_length() }
+    }
+}
+
+impl Default for CompressSpec {
+    fn default() -> Self {
+        Self { gzip: true, brotli: true, min_length: default_min_length() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Bodies smaller than this gain little from compression and can grow.
+pub const fn default_min_length() -> u64 {
+    256
 }
 
 /// One `[[app.rules]]` entry: which request paths it matches and what it does there.
@@ -625,6 +677,11 @@ mod tests {
                         fallback: false,
                     },
                 }],
+                responses: ResponseSpec {
+                    types: vec![("ext".into(), "text/x-ext".into())],
+                    charset: Some("utf-8".into()),
+                    compress: CompressSpec { brotli: false, ..CompressSpec::default() },
+                },
             },
             secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],
             sandbox: Profile::default(),

@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use privsep::msg::{Cidr, WorkerInit};
+use privsep::msg::{Cidr, CompressSpec, WorkerInit};
 use privsep::secret::Secret;
 
 use crate::backend::Upstream;
+use crate::mime::Types;
 use crate::path::Root;
 use crate::rules::{RuleError, Rules};
 
@@ -42,6 +43,8 @@ pub struct App {
     /// The uid the worker runs as, read once before seccomp (for permission warnings).
     uid: u32,
     activity: Activity,
+    types: Types,
+    compress: CompressSpec,
 }
 
 impl App {
@@ -71,7 +74,19 @@ impl App {
             trusted_proxies: spec.trusted_proxies,
             uid: nix::unistd::geteuid().as_raw(),
             activity: Activity::default(),
+            types: Types::new(&spec.responses),
+            compress: spec.responses.compress,
         })
+    }
+
+    /// Content types of static files (the app's `types` and `charset`).
+    pub fn types(&self) -> &Types {
+        &self.types
+    }
+
+    /// Which codings responses may be compressed with, and from what size.
+    pub fn compress(&self) -> &CompressSpec {
+        &self.compress
     }
 
     pub fn name(&self) -> &str {

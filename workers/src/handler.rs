@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, info_span, trace, warn};
 use crate::app::App;
 use crate::backend::{self, AccelRedirect};
 use crate::body::{self, Body};
+use crate::compress;
 use crate::error::RequestError;
 use crate::params::{self, GatewayMeta, RequestInfo};
 use crate::path::{Script, Target};
@@ -80,7 +81,7 @@ where
         Target::Redirect(path) => redirect(&path, parts.uri.query()),
     };
     add_rule_headers(app, parts.uri.path(), &mut response);
-    Ok(response)
+    Ok(compress::apply(&parts.method, &parts.headers, app.compress(), response))
 }
 
 /// The headers rules' headers, on answers that are not errors (nginx's `add_header`).
@@ -96,7 +97,13 @@ fn add_rule_headers(app: &App, raw_path: &str, response: &mut Response<Body>) {
 }
 
 fn static_request<'a>(app: &'a App, parts: &'a Parts) -> StaticRequest<'a> {
-    StaticRequest { method: &parts.method, headers: &parts.headers, root: app.root().dir() }
+    StaticRequest {
+        method: &parts.method,
+        headers: &parts.headers,
+        root: app.root().dir(),
+        types: app.types(),
+        compress: app.compress(),
+    }
 }
 
 /// 301 to a directory's slash-terminated path, with the query kept.

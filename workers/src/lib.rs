@@ -30,6 +30,7 @@ pub mod app;
 pub mod backend;
 pub mod body;
 pub mod cgi;
+pub mod compress;
 pub mod conditional;
 pub mod error;
 pub mod forwarded;

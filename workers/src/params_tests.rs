@@ -1,4 +1,4 @@
-use privsep::msg::{AppSpec, Backend, WorkerInit};
+use privsep::msg::{AppSpec, Backend, ResponseSpec, WorkerInit};
 use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 
@@ -23,6 +23,7 @@ fn app(dir: &TempDir) -> App {
             symlink_targets: Vec::new(),
             fastcgi_params: Vec::new(),
             rules: Vec::new(),
+            responses: ResponseSpec::default(),
         },
         sandbox: Profile::default(),
         secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret".into()))],

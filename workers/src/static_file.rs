@@ -21,11 +21,13 @@ use http::header::{
     ETAG, LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use privsep::msg::CompressSpec;
 use tokio::io::AsyncReadExt;
 
 use crate::body::{self, Body, Chunk};
+use crate::compress;
 use crate::conditional::{self, Part, Validators};
-use crate::mime::content_type;
+use crate::mime::Types;
 use crate::path::is_script_file;
 
 /// Bytes read from the file per chunk.
@@ -54,6 +56,10 @@ pub struct StaticRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The canonical document root: precompressed siblings must be inside it too.
     pub root: &'a Path,
+    /// The app's content types.
+    pub types: &'a Types,
+    /// The app's compression, for what a 304 must say about the 200 it stands for.
+    pub compress: &'a CompressSpec,
 }
 
 /// A response for the file at `path` (canonical, already mapped and checked).
@@ -71,10 +77,12 @@ pub async fn serve(path: &Path, req: StaticRequest<'_>) -> Result<Response<Body>
     let mut file = std::fs::File::open(&variant.path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     let validators = Validators::of(&meta);
-    let mut headers = variant.headers(path, &validators);
+    let content_type = req.types.content_type(path);
     if conditional::not_modified(req.headers, &validators) {
+        let headers = not_modified(&variant, &validators, &content_type, meta.len(), req);
         return Ok(response(StatusCode::NOT_MODIFIED, headers, body::empty()));
     }
+    let mut headers = variant.headers(content_type, &validators);
     let len = meta.len();
     let (status, first, count) = match conditional::part(req.headers, len, &validators) {
         Part::Whole => (StatusCode::OK, 0, len),
@@ -141,9 +149,9 @@ impl Variant {
         variant
     }
 
-    fn headers(&self, original: &Path, v: &Validators) -> HeaderMap {
+    fn headers(&self, content_type: HeaderValue, v: &Validators) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(original)));
+        h.insert(CONTENT_TYPE, content_type);
         h.insert(ETAG, header_value(&v.etag));
         h.insert(LAST_MODIFIED, header_value(&v.last_modified()));
         h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -155,6 +163,37 @@ impl Variant {
         }
         h
     }
+}
+
+/// A 304's headers (RFC 9110 §15.4.5): the ETag and Vary the 200 would carry, and no
+/// representation metadata (no Content-Type, Content-Length, Accept-Ranges, nor
+/// Last-Modified, since there is an ETag). Cache-Control and Expires, when the app's
+/// rules set them, are added by the handler as on the 200.
+fn not_modified(
+    variant: &Variant,
+    v: &Validators,
+    content_type: &HeaderValue,
+    len: u64,
+    req: StaticRequest<'_>,
+) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(ETAG, header_value(&v.etag));
+    if variant.vary {
+        h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    let ty = content_type.to_str().unwrap_or("");
+    if variant.encoding.is_none() && compress::varies(req.compress, ty) {
+        compress::add_vary(&mut h);
+        // The 200 would have been compressed, with a weak ETag: say the same one.
+        let whole = req.headers.get(http::header::RANGE).is_none();
+        if whole
+            && len >= req.compress.min_length
+            && compress::negotiate(req.headers, req.compress).is_some()
+        {
+            compress::weaken_etag(&mut h);
+        }
+    }
+    h
 }
 
 /// `path.SUFFIX` if it is a regular file inside `root` (symlinks resolved).

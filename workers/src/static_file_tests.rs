@@ -2,14 +2,22 @@ use http::header::{IF_NONE_MATCH, RANGE};
 use http_body_util::BodyExt;
 
 use super::*;
+use crate::mime::Types;
 use crate::test_util::TempDir;
+use privsep::msg::CompressSpec;
 
 async fn get(dir: &TempDir, file: &Path, headers: &[(&'static str, &str)]) -> Response<Body> {
     let mut h = HeaderMap::new();
     for (k, v) in headers {
         h.insert(*k, HeaderValue::from_str(v).expect("value"));
     }
-    let req = StaticRequest { method: &Method::GET, headers: &h, root: dir.path() };
+    let req = StaticRequest {
+        method: &Method::GET,
+        headers: &h,
+        root: dir.path(),
+        types: &Types::default(),
+        compress: &CompressSpec::default(),
+    };
     serve(file, req).await.expect("served")
 }
 
@@ -25,7 +33,13 @@ async fn streams_a_file_and_answers_head() {
     assert_eq!(got.headers()[CONTENT_LENGTH], (CHUNK * 2 + 3).to_string().as_str());
     assert_eq!(bytes(got).await.len(), CHUNK * 2 + 3);
     let h = HeaderMap::new();
-    let req = StaticRequest { method: &Method::HEAD, headers: &h, root: dir.path() };
+    let req = StaticRequest {
+        method: &Method::HEAD,
+        headers: &h,
+        root: dir.path(),
+        types: &Types::default(),
+        compress: &CompressSpec::default(),
+    };
     let head = serve(&file, req).await.expect("served");
     assert_eq!(head.headers()[CONTENT_LENGTH], (CHUNK * 2 + 3).to_string().as_str());
     assert!(bytes(head).await.is_empty());
@@ -36,10 +50,22 @@ async fn refuses_scripts_and_other_methods() {
     let dir = TempDir::new();
     let h = HeaderMap::new();
     let php = dir.file("a.php", "<?php echo 1;");
-    let get = StaticRequest { method: &Method::GET, headers: &h, root: dir.path() };
+    let get = StaticRequest {
+        method: &Method::GET,
+        headers: &h,
+        root: dir.path(),
+        types: &Types::default(),
+        compress: &CompressSpec::default(),
+    };
     assert!(matches!(serve(&php, get).await, Err(StaticError::Script(_))));
     let txt = dir.file("a.txt", "x");
-    let post = StaticRequest { method: &Method::POST, headers: &h, root: dir.path() };
+    let post = StaticRequest {
+        method: &Method::POST,
+        headers: &h,
+        root: dir.path(),
+        types: &Types::default(),
+        compress: &CompressSpec::default(),
+    };
     assert!(matches!(serve(&txt, post).await, Err(StaticError::Method(_))));
 }
 
@@ -69,7 +95,7 @@ async fn serves_precompressed_siblings_when_accepted() {
     dir.file("app.js.br", "brotli");
     let br = get(&dir, &file, &[("accept-encoding", "gzip, br")]).await;
     assert_eq!(br.headers()[CONTENT_ENCODING], "br");
-    assert_eq!(br.headers()[CONTENT_TYPE], "text/javascript; charset=utf-8");
+    assert_eq!(br.headers()[CONTENT_TYPE], "text/javascript");
     assert_eq!(br.headers()[VARY], "Accept-Encoding");
     assert_eq!(bytes(br).await, "brotli");
     let gz = get(&dir, &file, &[("accept-encoding", "gzip, br;q=0")]).await;

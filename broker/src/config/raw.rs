@@ -103,6 +103,13 @@ pub(super) struct RawApp {
     /// `[[app.rules]]`, in file order.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// `types = { ".ext" = "type/subtype" }`: content types before the built-in table.
+    #[serde(default)]
+    pub types: BTreeMap<String, String>,
+    /// `charset = "utf-8"`: added to text/html and text/plain (nginx's `charset`).
+    pub charset: Option<String>,
+    /// `compress = false` or `{ gzip, brotli, min_length }`.
+    pub compress: Option<RawCompress>,
     /// A recipe from `deploy/examples/` whose rules come first (`"wordpress"`, …).
     pub preset: Option<String>,
 }
@@ -137,6 +144,22 @@ impl OneOrMany {
             Self::Many(many) => many,
         }
     }
+}
+
+/// `compress = true | false | { gzip = …, brotli = …, min_length = … }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged, expecting = "true, false or a table { gzip, brotli, min_length }")]
+pub(super) enum RawCompress {
+    Switch(bool),
+    Table(RawCompressTable),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCompressTable {
+    pub gzip: Option<bool>,
+    pub brotli: Option<bool>,
+    pub min_length: Option<u64>,
 }
 
 /// `true` (the default status) or a status code.

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
-use privsep::msg::Backend;
+use privsep::msg::{Backend, ResponseSpec};
 use tempfile::TempDir;
 
 use super::*;
@@ -114,6 +114,7 @@ fn a_full_config_round_trips_into_app_spec() {
         symlink_targets: Vec::new(),
         fastcgi_params: Vec::new(),
         rules: Vec::new(),
+        responses: ResponseSpec::default(),
     };
     assert_eq!(app.spec, expected);
     assert_eq!(app.hosts, ["*.blog.localhost", "blog.localhost"]);

@@ -23,7 +23,7 @@ use super::raw::{
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
 use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_KEEPALIVE, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
-use super::{client, paths, presets, rules, secrets, users, values};
+use super::{client, paths, presets, responses, rules, secrets, users, values};
 
 /// What every app's checks may consult.
 struct Context<'a> {
@@ -434,6 +434,7 @@ fn spec(
     let fastcgi_params = rules::fastcgi_params(at, &raw.fastcgi_params, &raw.secrets, p);
     let preset_rules = rules::rules(&key(at, "preset"), &preset.rules, p);
     let own_rules = rules::rules(at, &raw.rules, p);
+    let responses = responses::check(at, raw, p);
     let rules = preset_rules.zip(own_rules).filter(|_| preset_ok).map(|(mut all, own)| {
         all.extend(own);
         all
@@ -454,6 +455,7 @@ fn spec(
         symlink_targets: symlink_targets?,
         fastcgi_params: fastcgi_params?,
         rules: rules?,
+        responses: responses?,
     })
 }
 

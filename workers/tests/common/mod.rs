@@ -11,7 +11,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use privsep::msg::{AppSpec, Backend, WorkerInit};
+use privsep::msg::{AppSpec, Backend, ResponseSpec, WorkerInit};
 use privsep::sandbox::Profile;
 use privsep::secret::Secret;
 use tokio::net::UnixStream;
@@ -40,6 +40,7 @@ pub fn spec(root: &Path, socket: &Path) -> WorkerInit {
             symlink_targets: Vec::new(),
             fastcgi_params: Vec::new(),
             rules: Vec::new(),
+            responses: ResponseSpec::default(),
         },
         sandbox: Profile::default(),
         secrets: vec![("DB_PASSWORD".into(), Secret::new("s3cret-value".into()))],
