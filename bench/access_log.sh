@@ -1,7 +1,9 @@
 #!/bin/sh
 # The access log's cost on the hello workload: two Bulkhead instances in front of one
 # php-fpm pool, one writing a combined access log to a file and one without, loaded in
-# turn with wrk (ROUNDS rounds of SECONDS each, alternating), in one run.
+# turn with wrk (ROUNDS rounds of SECONDS each, alternating, the order flipping every
+# round), in one run. The ratio reported is the median of each round's with/without ratio:
+# paired rounds cancel most of the load that other work puts on the machine.
 #
 # Usage: bench/access_log.sh [BIN_DIR]   (default target/release; run as root: root mode)
 # Environment: SECONDS_PER_ROUND (default 5), ROUNDS (default 3), CONNECTIONS (default 64).
@@ -76,15 +78,17 @@ rps() {
         | awk '/Requests\/sec/ {print $2} /Non-2xx|Socket errors/ {print "ERRORS: " $0 > "/dev/stderr"}'
 }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-: > "$DIR/off.rps"; : > "$DIR/on.rps"
+: > "$DIR/off.rps"; : > "$DIR/on.rps"; : > "$DIR/ratio"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-    off=$(rps 18181); on=$(rps 18182)
+    if [ $((r % 2)) -eq 1 ]; then off=$(rps 18181); on=$(rps 18182); else on=$(rps 18182); off=$(rps 18181); fi
     echo "round $r: without the access log $off req/s, with it $on req/s"
     echo "$off" >> "$DIR/off.rps"; echo "$on" >> "$DIR/on.rps"
+    awk "BEGIN {print $on / $off}" >> "$DIR/ratio"
     r=$((r + 1))
 done
 OFF=$(median < "$DIR/off.rps"); ON=$(median < "$DIR/on.rps")
 LINES=$(wc -l < "$DIR/on/access.log")
-echo "median: without $OFF req/s, with $ON req/s; ratio $(awk "BEGIN {printf \"%.3f\", $ON / $OFF}"); $LINES lines logged"
+RATIO=$(median < "$DIR/ratio")
+echo "median: without $OFF req/s, with $ON req/s; median paired ratio $RATIO; $LINES lines logged"
 grep -h "dropped" "$DIR"/on/bulkhead.log || echo "no line dropped"

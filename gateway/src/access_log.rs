@@ -18,8 +18,8 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,19 +39,32 @@ pub const MAX_LINE: usize = 4000;
 const MAX_FIELD: usize = 1024;
 /// How often the dropped-line count is logged while lines are dropped.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// The longest a line waits in a batch.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The most bytes of one write: Linux's `PIPE_BUF`, up to which a pipe write is atomic.
+const PIPE_BUF: usize = 4096;
 
-/// The pipe to the broker and what was dropped.
+/// The pipe to the broker, the batch and what was dropped.
 #[derive(Debug)]
 pub struct AccessLog {
     pipe: File,
     format: AccessLogFormat,
+    batch: Mutex<Batch>,
     dropped: AtomicU64,
+}
+
+/// Whole lines waiting for one write.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
 }
 
 impl AccessLog {
     /// A log writing `format` lines to `pipe` (the broker made it non-blocking).
     pub fn new(pipe: OwnedFd, format: AccessLogFormat) -> Arc<Self> {
-        Arc::new(Self { pipe: File::from(pipe), format, dropped: AtomicU64::new(0) })
+        let batch = Mutex::new(Batch { bytes: Vec::with_capacity(PIPE_BUF), lines: 0 });
+        Arc::new(Self { pipe: File::from(pipe), format, batch, dropped: AtomicU64::new(0) })
     }
 
     /// Lines dropped so far because the pipe was full.
@@ -64,17 +77,37 @@ impl AccessLog {
             AccessLogFormat::Combined => entry.combined(),
             AccessLogFormat::Json => entry.json(),
         };
-        // One write of a line under PIPE_BUF: all of it, or (pipe full) nothing.
-        if (&self.pipe).write(line.as_bytes()).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        if batch.bytes.len() + line.len() > PIPE_BUF {
+            self.flush(&mut batch);
         }
+        batch.bytes.extend_from_slice(line.as_bytes());
+        batch.lines += 1;
     }
 
-    /// Logs the dropped count every [`REPORT_EVERY`] in which lines were dropped.
-    pub async fn report_drops(self: Arc<Self>) {
+    /// One write of whole lines under `PIPE_BUF`: all of them, or (pipe full) none, counted.
+    fn flush(&self, batch: &mut Batch) {
+        if batch.lines > 0 && (&self.pipe).write(&batch.bytes).is_err() {
+            self.dropped.fetch_add(batch.lines, Ordering::Relaxed);
+        }
+        batch.bytes.clear();
+        batch.lines = 0;
+    }
+
+    /// Writes the batch every [`FLUSH_EVERY`] and logs the dropped count every
+    /// [`REPORT_EVERY`] in which lines were dropped.
+    pub async fn run(self: Arc<Self>) {
         let mut reported = 0;
+        let mut flushes = 0;
+        let per_report = (REPORT_EVERY.as_millis() / FLUSH_EVERY.as_millis()) as u32;
+        let mut every = tokio::time::interval(FLUSH_EVERY);
         loop {
-            tokio::time::sleep(REPORT_EVERY).await;
+            every.tick().await;
+            self.flush(&mut self.batch.lock().unwrap_or_else(PoisonError::into_inner));
+            flushes += 1;
+            if flushes % per_report != 0 {
+                continue;
+            }
             let total = self.dropped();
             if total > reported {
                 let dropped = total - reported;

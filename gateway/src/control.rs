@@ -69,7 +69,7 @@ pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
     let mut state = State::new(need_tx, body_timeout, limits.max_header_bytes);
     if let Some((pipe, format)) = init.access_log {
         let log = AccessLog::new(pipe, format);
-        tokio::spawn(Arc::clone(&log).report_drops());
+        tokio::spawn(Arc::clone(&log).run());
         state.access_log = Some(log);
     }
     let state = Arc::new(state);
