@@ -47,6 +47,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use privsep::msg::{AppSpec, GatewayLimits, Route};
+
+pub use crate::access_log::AccessLogConfig;
 use privsep::secret::Secret;
 
 /// Exit status after a configuration error: `EX_USAGE`, as `nginx -t` users expect.
@@ -103,7 +105,44 @@ pub struct Config {
     /// The most TLS handshake signatures the keyholder makes a second for one gateway
     /// (bursts of as many); more are refused and counted.
     pub tls_signatures_per_second: u32,
+    /// `access_log`: off unless set.
+    pub access_log: Option<AccessLogConfig>,
+    /// `log_level` and `log_format` of Bulkhead's own log.
+    pub log: LogSettings,
 }
+
+/// Bulkhead's own log (`RUST_LOG`, when set, overrides the level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `error` … `trace`, for Bulkhead's own targets; libraries stay at `info` at most.
+    pub level: String,
+    /// `log_format = "json"`: one JSON object a line.
+    pub json: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { level: DEFAULT_LOG_LEVEL.to_owned(), json: false }
+    }
+}
+
+/// `log_level` and `log_format` read ahead of everything else, so the log is set up before
+/// the configuration is checked; any problem with them gives the defaults here (and is
+/// reported by the full check).
+pub fn log_settings(path: &Path) -> LogSettings {
+    let table: Option<toml::Table> =
+        std::fs::read_to_string(path).ok().and_then(|text| text.parse().ok());
+    let get = |key| table.as_ref()?.get(key)?.as_str().map(str::to_owned);
+    let defaults = LogSettings::default();
+    let levels = ["error", "warn", "info", "debug", "trace"];
+    LogSettings {
+        level: get("log_level").filter(|l| levels.contains(&l.as_str())).unwrap_or(defaults.level),
+        json: get("log_format").as_deref() == Some("json"),
+    }
+}
+
+/// Bulkhead's own log level unless `log_level` says otherwise.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// How children are confined (`[sandbox]`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 //! traffic, and treats every message from a child as possibly hostile.
 //!
 //! # Layout
+//! - [`access_log`]: the gateway's access-log pipe, written to a file (reopened on SIGUSR1).
 //! - [`audit`]: `bulkhead audit`, the running instance checked against its profiles.
 //! - [`commands`]: the `bulkhead` subcommands.
 //! - [`config`]: the TOML file, validated in full with key paths.
@@ -22,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod child_log;

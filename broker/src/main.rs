@@ -36,9 +36,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    privsep::logging::init();
     let cli = Cli::parse();
     let path = &cli.config;
+    let log = bulkhead::config::log_settings(path);
+    privsep::logging::init_with(&log.level, log.json);
     match cli.command {
         Command::Run => commands::run(path),
         Command::Check => commands::check(path),

@@ -129,14 +129,14 @@ pub fn start(
     events: UnboundedSender<Event>,
 ) -> std::io::Result<Control> {
     let (ours, theirs) = ControlSocket::pair()?;
-    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let log = privsep::logging::filter();
     let role = match &id {
         ChildId::Gateway { .. } => "gateway".to_owned(),
         ChildId::Keyholder { .. } => "keyholder".to_owned(),
         ChildId::Worker { app, .. } => format!("worker[{app}]"),
         ChildId::Pool { app, .. } => format!("pool[{app}]"),
     };
-    let env = [("RUST_LOG", log.as_str()), ("BULKHEAD_ROLE", role.as_str())];
+    let env = [("RUST_LOG", log), ("BULKHEAD_ROLE", role.as_str())];
     let mut child = privsep::spawn::spawn_child(&bin_dir.join(program), &[], &env, theirs.as_fd())?;
     child_log::forward(&role, &mut child);
     drop(theirs);

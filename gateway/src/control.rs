@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use privsep::channel::{AsyncControlSocket, ControlSocket, Received};
-use privsep::msg::{GatewayLimits, ToBroker, ToGateway};
+use privsep::msg::{AccessLogFormat, GatewayLimits, ToBroker, ToGateway};
 use privsep::sandbox::Profile;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::access_log::AccessLog;
 use crate::limits::{ConnLimits, Timeouts};
 use crate::server::{self, Serving};
 use crate::{State, tls};
@@ -35,14 +36,25 @@ pub struct Init {
     pub tls_listeners: Vec<OwnedFd>,
     pub limits: GatewayLimits,
     pub sandbox: Profile,
+    /// The access-log pipe and the format of its lines, if the access log is on.
+    pub access_log: Option<(OwnedFd, AccessLogFormat)>,
 }
 
 /// Receives the broker's `Init` (blocking: no runtime exists yet).
 pub fn receive_init(control: &ControlSocket) -> anyhow::Result<Init> {
     match control.recv::<ToGateway>()? {
-        Some(Received { msg: ToGateway::Init { listeners, limits, sandbox, .. }, mut fds }) => {
+        Some(Received {
+            msg: ToGateway::Init { listeners, limits, sandbox, access_log, .. },
+            mut fds,
+        }) => {
+            let access_log = match access_log {
+                Some(format) => {
+                    Some((fds.pop().context("Init without its access-log pipe")?, format))
+                }
+                None => None,
+            };
             let tls_listeners = fds.split_off(usize::from(listeners));
-            Ok(Init { listeners: fds, tls_listeners, limits, sandbox })
+            Ok(Init { listeners: fds, tls_listeners, limits, sandbox, access_log })
         }
         other => bail!("expected Init from the broker, got {other:?}"),
     }
@@ -54,7 +66,13 @@ pub async fn run(control: ControlSocket, init: Init) -> anyhow::Result<()> {
     let (need_tx, mut need_rx) = mpsc::unbounded_channel();
     let limits = &init.limits;
     let body_timeout = Duration::from_millis(limits.client_body_timeout_ms);
-    let state = Arc::new(State::new(need_tx, body_timeout, limits.max_header_bytes));
+    let mut state = State::new(need_tx, body_timeout, limits.max_header_bytes);
+    if let Some((pipe, format)) = init.access_log {
+        let log = AccessLog::new(pipe, format);
+        tokio::spawn(Arc::clone(&log).run());
+        state.access_log = Some(log);
+    }
+    let state = Arc::new(state);
     wait_for_start(&ctl, &state).await?;
     let (stop_tx, stop) = watch::channel(false);
     let (alive, mut all_done) = mpsc::channel(1);

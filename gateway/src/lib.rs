@@ -14,12 +14,14 @@
 //! - [`linger`]: lingering close, so a client still sending reads the last answer.
 //! - [`body`]: request bodies: small ones read whole first, others under `client_body_timeout`.
 //! - [`framing`]: what a request head must be to be routed (Transfer-Encoding, Host, target form).
+//! - [`access_log`]: one line per request, to the broker's pipe; dropped when it is full.
 //! - [`proxy`]: one request: route, clean headers, forward, answer errors.
 //! - [`tls`]: certificates by SNI, the rustls configuration, HTTPS redirects and HSTS.
 //! - [`tls_keyholder`]: the signing key that asks the keyholder, with a deadline.
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod body;
 pub mod channels;
 pub mod control;
@@ -66,6 +68,8 @@ pub struct State {
     pub max_header_bytes: usize,
     /// Bytes of request bodies read whole, across every request.
     pub body_budget: body::Budget,
+    /// Where access-log lines go, if the access log is on.
+    pub access_log: Option<std::sync::Arc<access_log::AccessLog>>,
 }
 
 impl State {
@@ -84,6 +88,7 @@ impl State {
             client_body_timeout,
             max_header_bytes,
             body_budget: body::Budget::default(),
+            access_log: None,
         }
     }
 

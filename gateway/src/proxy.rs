@@ -34,6 +34,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub scheme: &'static str,
+    /// The TLS version (`TLSv1.3`, nginx's `$ssl_protocol`) on TLS connections.
+    pub tls: Option<&'static str>,
 }
 
 /// Why the gateway answers a request itself.
@@ -91,16 +93,17 @@ impl ProxyError {
     }
 }
 
-/// Serves one request; never fails at the HTTP level.
+/// Serves one request; never fails at the HTTP level. `app` is set once it is routed.
 pub async fn handle(
     state: Arc<State>,
     conn: ConnInfo,
     req: Request<Incoming>,
+    app: &mut Option<String>,
 ) -> Result<Response<Body>, Infallible> {
     let (version, method, target) = (req.version(), req.method().clone(), req.uri().clone());
     let (parts, body) = req.into_parts();
     let fault = Fault::holding(body);
-    let answered = forward(&state, conn, Request::from_parts(parts, ()), &fault).await;
+    let answered = forward(&state, conn, Request::from_parts(parts, ()), &fault, app).await;
     let resp = answered.unwrap_or_else(|e| {
         if e.is_clients() {
             let status = e.status().as_u16();
@@ -129,6 +132,7 @@ async fn forward(
     conn: ConnInfo,
     req: Request<()>,
     fault: &Fault,
+    routed: &mut Option<String>,
 ) -> Result<Response<Body>, ProxyError> {
     let (len, limit) = (head_size(&req), state.max_header_bytes);
     if len > limit {
@@ -136,6 +140,7 @@ async fn forward(
     }
     let host = framing::check(&req)?.to_ascii_lowercase();
     let app = state.app_at(&host, req.uri().path()).ok_or(ProxyError::UnknownHost)?;
+    *routed = Some(app.clone());
     if let Some(resp) = redirect_https(state, conn, &app, &host, req.uri()) {
         return Ok(resp);
     }
@@ -259,7 +264,8 @@ fn clean_headers(h: &mut HeaderMap) {
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
 
-fn proto_name(v: Version) -> &'static str {
+/// `$server_protocol`'s name of `v`.
+pub fn proto_name(v: Version) -> &'static str {
     match v {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",

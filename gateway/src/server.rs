@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::State;
+use crate::access_log::{Entry, Logged};
 use crate::limits::{self, Activity, ConnLimits, Timeouts, Watched};
 use crate::linger::{self, Shared};
 use crate::proxy::{self, ConnInfo};
@@ -94,7 +95,7 @@ pub async fn serve(
                 let Ok(local) = stream.local_addr() else { continue };
                 let _ = stream.set_nodelay(true);
                 let scheme = if tls.is_some() { "https" } else { "http" };
-                let info = ConnInfo { peer, local, scheme };
+                let info = ConnInfo { peer, local, scheme, tls: None };
                 let (state, serving) = (state.clone(), serving.clone());
                 let tls = tls.clone();
                 // Timeouts count from the accept, a TLS handshake included.
@@ -135,6 +136,7 @@ async fn serve_tls(
         Ok(Ok(stream)) => {
             let alpn = stream.get_ref().1.alpn_protocol();
             let serving = crate::tls::by_alpn(alpn, serving);
+            let info = ConnInfo { tls: crate::tls::version_name(stream.get_ref().1), ..info };
             serve_conn(stream, info, activity, state, serving).await
         }
         Ok(Err(e)) => debug!(peer = %info.peer, cause = %e, "TLS handshake failed"),
@@ -184,8 +186,17 @@ where
     let svc = service_fn(move |req| {
         let (state, guard) = (state.clone(), seen.request());
         async move {
-            let resp = proxy::handle(state, info, req).await;
-            resp.map(|resp| resp.map(|body| limits::Counted::new(body, guard)))
+            let log = state.access_log.clone().map(|log| (log, Entry::new(&info, &req)));
+            let mut app = None;
+            let resp = proxy::handle(state, info, req, &mut app).await;
+            let log = log.map(|(log, mut entry)| {
+                entry.app = app;
+                (log, entry)
+            });
+            resp.map(|resp| {
+                let status = resp.status().as_u16();
+                resp.map(|body| Logged::new(limits::Counted::new(body, guard), status, log))
+            })
         }
     });
     let stream = Watched::new(stream, Arc::clone(&activity));

@@ -167,6 +167,15 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// nginx's `$ssl_protocol` name of the connection's TLS version.
+pub fn version_name(conn: &rustls::ServerConnection) -> Option<&'static str> {
+    match conn.protocol_version()? {
+        rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        _ => Some("TLS"),
+    }
+}
+
 /// `serving` restricted to the protocol ALPN negotiated: `h2` serves HTTP/2 only (a
 /// connection that then sends HTTP/1.1 gets a GOAWAY and is closed), `http/1.1`
 /// HTTP/1.1 only; without ALPN, either, by the first bytes.

@@ -61,18 +61,32 @@ fn check_len(len: usize) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// How the gateway writes access-log lines (`access_log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// nginx's `combined`: `$remote_addr - $remote_user [$time_local] "$request" $status
+    /// $body_bytes_sent "$http_referer" "$http_user_agent"`.
+    Combined,
+    /// One JSON object a line, with every field (app, protocol, TLS, request time).
+    Json,
+}
+
 /// Broker → gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum ToGateway {
     /// First message: `listeners` plain-HTTP then `tls_listeners` TLS
-    /// listening sockets follow as fds, in that order.
+    /// listening sockets follow as fds, in that order, then, with `access_log`, the
+    /// write end of the access-log pipe (non-blocking).
     Init {
         listeners: u8,
         #[serde(default)]
         tls_listeners: u8,
         limits: GatewayLimits,
         sandbox: Profile,
+        #[serde(default)]
+        access_log: Option<AccessLogFormat>,
     },
     /// An app and the hosts it answers to; replaces the app's earlier routes (no fd).
     Route(Route),
@@ -99,8 +113,10 @@ pub enum ToGateway {
 impl Message for ToGateway {
     fn fds(&self) -> usize {
         match self {
-            Self::Init { listeners, tls_listeners, .. } => {
-                usize::from(*listeners) + usize::from(*tls_listeners)
+            Self::Init { listeners, tls_listeners, access_log, .. } => {
+                usize::from(*listeners)
+                    + usize::from(*tls_listeners)
+                    + usize::from(access_log.is_some())
             }
             Self::Channel { .. } | Self::Keyholder { .. } => 1,
             Self::Route(_)
@@ -635,8 +651,19 @@ mod tests {
             tls_listeners: 1,
             limits: GatewayLimits { max_header_bytes: 1, ..GatewayLimits::default() },
             sandbox: Profile::default(),
+            access_log: None,
         };
         assert_eq!(init.fds(), 3);
+        let ToGateway::Init { mut access_log, .. } = init.clone() else { unreachable!() };
+        access_log.get_or_insert(AccessLogFormat::Json);
+        let logged = ToGateway::Init {
+            listeners: 2,
+            tls_listeners: 1,
+            limits: GatewayLimits::default(),
+            sandbox: Profile::default(),
+            access_log,
+        };
+        assert_eq!(logged.fds(), 4, "the access-log pipe follows the listeners");
     }
 
     #[test]

@@ -55,6 +55,19 @@ pub(super) struct RawTop {
     pub default_cert: Option<String>,
     /// Keyholder signatures a second per gateway.
     pub tls_signatures_per_second: Option<u32>,
+    /// `{ path = "/var/log/bulkhead/access.log" | "stderr", format = "combined" | "json" }`.
+    pub access_log: Option<RawAccessLog>,
+    /// Bulkhead's own log: `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: Option<String>,
+    /// Bulkhead's own log: `text` or `json`.
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an access_log table")]
+pub(super) struct RawAccessLog {
+    pub path: PathBuf,
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use privsep::msg::{self, AppSpec, Backend, Cidr, CodecError, GatewayLimits, ToGateway};
+use privsep::msg::{
+    self, AccessLogFormat, AppSpec, Backend, Cidr, CodecError, GatewayLimits, ToGateway,
+};
 use privsep::msg::{ToWorker, WorkerInit};
 use privsep::sandbox::Profile;
 use privsep::secret::Secret;
@@ -18,8 +20,10 @@ use zeroize::Zeroize;
 use super::hosts::{self, Claims};
 use super::php::{self, PhpPool};
 use super::raw::{
-    HstsValue, RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop, SizeValue,
+    HstsValue, RawAccessLog, RawApp, RawConfig, RawLimits, RawSandbox, RawSecret, RawTls, RawTop,
+    SizeValue,
 };
+use super::{AccessLogConfig, DEFAULT_LOG_LEVEL, LogSettings};
 use super::{App, Config, EnvLookup, Problems, SandboxConfig, SandboxMode, TlsFiles};
 use super::{DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, MAX_KEEPALIVE, MAX_WORKERS};
 use super::{DEFAULT_INDEX, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS, DEFAULT_UID_RANGE};
@@ -52,6 +56,8 @@ struct Top {
     trusted_proxies: Vec<Cidr>,
     default_cert: Option<String>,
     tls_signatures_per_second: u32,
+    access_log: Option<AccessLogConfig>,
+    log: LogSettings,
 }
 
 /// The typed configuration, or `None` with the reasons in `problems`.
@@ -83,6 +89,8 @@ pub(super) fn config(
         trusted_proxies,
         default_cert,
         tls_signatures_per_second,
+        access_log,
+        log,
     } = top??;
     for app in &mut apps {
         app.spec.trusted_proxies.clone_from(&trusted_proxies);
@@ -100,6 +108,8 @@ pub(super) fn config(
         client,
         default_cert,
         tls_signatures_per_second,
+        access_log,
+        log,
     })
 }
 
@@ -170,6 +180,8 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
             None
         }
     };
+    let access_log = optional(p, "access_log".into(), raw.access_log.as_ref(), access_log);
+    let log = log_settings(raw.log_level.as_deref(), raw.log_format.as_deref(), p);
     let (listen, listen_tls) = (listen?, listen_tls?);
     distinct_listeners(&listen, &listen_tls, p).then_some(Top {
         listen,
@@ -181,7 +193,51 @@ fn top(raw: RawTop, p: &mut Problems) -> Option<Top> {
         trusted_proxies: trusted_proxies?,
         default_cert: raw.default_cert,
         tls_signatures_per_second: signatures?,
+        access_log: access_log?,
+        log: log?,
     })
+}
+
+/// `access_log = { path, format }`: an absolute path or `stderr`; `combined` by default.
+fn access_log(raw: &RawAccessLog) -> Result<AccessLogConfig, String> {
+    let format = match raw.format.as_deref() {
+        None | Some("combined") => AccessLogFormat::Combined,
+        Some("json") => AccessLogFormat::Json,
+        Some(other) => return Err(format!("format {other:?} is not \"combined\" or \"json\"")),
+    };
+    let path = if raw.path.as_os_str() == "stderr" {
+        None
+    } else {
+        paths::absolute(&raw.path)?;
+        Some(raw.path.clone())
+    };
+    Ok(AccessLogConfig { path, format })
+}
+
+/// `log_level` and `log_format`.
+fn log_settings(
+    level: Option<&str>,
+    format: Option<&str>,
+    p: &mut Problems,
+) -> Option<LogSettings> {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    let level = match level {
+        None => Some(DEFAULT_LOG_LEVEL.to_owned()),
+        Some(l) if LEVELS.contains(&l) => Some(l.to_owned()),
+        Some(l) => {
+            p.push("log_level", format!("{l:?} is not one of {}", LEVELS.join(", ")));
+            None
+        }
+    };
+    let json = match format {
+        None | Some("text") => Some(false),
+        Some("json") => Some(true),
+        Some(f) => {
+            p.push("log_format", format!("{f:?} is not \"text\" or \"json\""));
+            None
+        }
+    };
+    Some(LogSettings { level: level?, json: json? })
 }
 
 /// The highest `tls_signatures_per_second` (far above what one core can sign).

@@ -72,8 +72,10 @@ impl Broker {
             tls_listeners: u8::try_from(tls.len())?,
             limits: self.config.client.clone(),
             sandbox: profiles::gateway(&self.config),
+            access_log: self.access_log.as_ref().map(|log| log.format),
         };
         fds.extend(tls);
+        fds.extend(self.access_log.as_ref().map(|log| log.gateway_end.as_fd()));
         control.send(&init, &fds).await?;
         Ok(())
     }

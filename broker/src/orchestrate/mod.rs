@@ -26,11 +26,13 @@ mod shutdown;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
+use crate::access_log;
 use crate::admin::{self, ReloadOutcome, Status};
 use crate::config::Config;
 use crate::supervise::{self, Backoff, ChildId};
@@ -110,6 +112,8 @@ pub struct Broker {
     /// When the last reload was applied (routes the gateway knows may lag behind).
     reloaded_at: Option<std::time::Instant>,
     tls: keyholder::TlsState,
+    /// The access log's pipe (whose write end each gateway gets), if it is on.
+    access_log: Option<Arc<access_log::Handle>>,
 }
 
 /// Runs Bulkhead until SIGTERM/SIGINT, reloading on SIGHUP or `bulkhead reload`.
@@ -118,7 +122,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let tls = keyholder::TlsState::open(&config)?;
     let (events, mut rx) = mpsc::unbounded_channel();
     admin::serve(&config.control_socket, events.clone())?;
-    spawn_signal_handlers(events.clone())?;
+    let access_log = config.access_log.as_ref().map(access_log::start).transpose()?.map(Arc::new);
+    spawn_signal_handlers(events.clone(), access_log.clone())?;
     let mut broker = Broker {
         config_path,
         bin: supervise::bin_dir()?,
@@ -135,6 +140,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         reload_waiters: Vec::new(),
         reloaded_at: None,
         tls,
+        access_log,
     };
     broker.start().await;
     systemd::notify("READY=1");
@@ -258,11 +264,13 @@ impl Broker {
     }
 }
 
-/// SIGTERM and SIGINT stop, SIGHUP reloads. SIGUSR1 (logrotate's "reopen the logs") and
-/// SIGUSR2 (nginx's binary upgrade) would kill the broker by default, an outage from an
-/// operator's habit: they are caught and logged. The log is stderr, which nothing needs to
-/// reopen, and a new binary is started by a restart.
-fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
+/// SIGTERM and SIGINT stop, SIGHUP reloads, SIGUSR1 (logrotate's habit) reopens the access
+/// log. SIGUSR2 (nginx's binary upgrade) would kill the broker by default, an outage from an
+/// operator's habit: it is caught and logged; a new binary is started by a restart.
+fn spawn_signal_handlers(
+    events: mpsc::UnboundedSender<Event>,
+    access_log: Option<Arc<access_log::Handle>>,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -276,7 +284,10 @@ fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> std::io::Resul
                 _ = int.recv() => Event::Shutdown,
                 _ = hup.recv() => Event::Reload(None),
                 _ = usr1.recv() => {
-                    tracing::warn!("SIGUSR1 ignored: the log is stderr, there is no log file to reopen");
+                    match &access_log {
+                        Some(log) => log.reopen(),
+                        None => tracing::warn!("SIGUSR1 ignored: there is no access log file to reopen"),
+                    }
                     continue;
                 }
                 _ = usr2.recv() => {
