@@ -206,9 +206,9 @@ fn allowed(
     };
     match (received.msg, id) {
         (ToBroker::Ready, _) => Ok(Some(Event::Ready(id.clone()))),
-        (ToBroker::NeedChannel { app }, ChildId::Gateway { .. }) => {
+        (ToBroker::NeedChannel { app }, ChildId::Gateway { serial }) => {
             app_name(&app)?;
-            Ok(Some(Event::NeedChannel { app }))
+            Ok(Some(Event::NeedChannel { app, gateway: *serial }))
         }
         (ToBroker::Idle, ChildId::Worker { .. }) => Ok(Some(Event::Idle(id.clone()))),
         (ToBroker::BackendStale, ChildId::Worker { .. }) => {

@@ -394,8 +394,15 @@ impl Broker {
     /// Starts an on-demand app's workers. The gateway asks only for apps its routes
     /// mark on-demand, so a request for any other app is a violation that stops it,
     /// unless a reload just changed the routes it may still be acting on.
-    pub(super) async fn on_need_channel(&mut self, name: &str) {
-        if self.gateway.as_ref().is_none_or(|gw| gw.killed || gw.control.is_condemned()) {
+    pub(super) async fn on_need_channel(&mut self, name: &str, gateway: u64) {
+        // Queued by a gateway that is gone (killed for another violation, say): the
+        // current gateway did not ask, and must not pay for it.
+        let current = |gw: &super::gateway::GatewayChild| gw.serial() == gateway;
+        if self
+            .gateway
+            .as_ref()
+            .is_none_or(|gw| !current(gw) || gw.killed || gw.control.is_condemned())
+        {
             return;
         }
         let on_demand = self.apps.get(name).map(|st| st.app.on_demand);

@@ -29,6 +29,11 @@ pub(super) struct GatewayChild {
 }
 
 impl GatewayChild {
+    /// Which start of the gateway this is (its `ChildId::Gateway` serial).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
     pub fn status(&self, restarts: u64) -> ChildStatus {
         ChildStatus { pid: self.control.pid, ready: self.started, restarts }
     }

@@ -49,9 +49,10 @@ pub enum Event {
         status: String,
         ran_for: Duration,
     },
-    /// The gateway holds a request for an app without a channel.
+    /// The gateway `gateway` (its serial) holds a request for an app without a channel.
     NeedChannel {
         app: String,
+        gateway: u64,
     },
     /// One of the gateway's channels to this app and generation died while in use.
     ChannelLost {
@@ -187,7 +188,7 @@ impl Broker {
         match event {
             Event::Ready(id) => self.on_ready(id).await,
             Event::Exited { id, status, ran_for } => self.on_exit(id, &status, ran_for).await,
-            Event::NeedChannel { app } => self.on_need_channel(&app).await,
+            Event::NeedChannel { app, gateway } => self.on_need_channel(&app, gateway).await,
             Event::ChannelLost { app, generation } => self.on_channel_lost(&app, generation).await,
             Event::Idle(id) => self.on_idle(id).await,
             Event::BackendStale(id) => self.on_backend_stale(id).await,
