@@ -4,14 +4,18 @@
 //! A request holds one of its app's channel streams (a worker has 1024 at once) from
 //! the moment it is sent. A client that stalls its body must hold only its own
 //! connection, so a body of known, small size is read into memory *before* a channel is
-//! picked (at most [`BUFFER_MAX`] per request and [`BUFFER_TOTAL`] for the whole
-//! gateway; past the total, bodies are streamed), and a streamed body fails once no byte
+//! picked (at most [`BUFFER_MAX`] per request, [`BUFFER_PER_CLIENT`] per client and
+//! [`BUFFER_TOTAL`] for the whole gateway; past either, bodies are streamed). A body read
+//! whole must arrive within `client_body_timeout` in all, so a slow sender holds its share
+//! of the budget for that long at most, and a streamed body fails once no byte
 //! arrived for `client_body_timeout`, which ends its stream. A body longer than the app's
 //! `max_body` is refused by its `Content-Length` before a byte is read (so no
 //! `100 Continue` is sent), or once a streamed one passes it. A streamed body that fails
 //! records why in its [`Fault`], so the failure is answered as the client's (400, 408,
 //! 413), never as the worker's. Memory only: the gateway opens no files.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -28,6 +32,10 @@ use tokio::time::{Instant, Sleep};
 pub const BUFFER_MAX: u64 = 64 * 1024;
 /// The most bytes of such bodies held at once by the whole gateway.
 pub const BUFFER_TOTAL: usize = 64 * 1024 * 1024;
+/// The most bytes of such bodies one client holds at once: one IPv4 address, or one
+/// IPv6 /64 (what one host is usually given), so that a few slow senders cannot take
+/// the whole of [`BUFFER_TOTAL`] from everyone else.
+pub const BUFFER_PER_CLIENT: usize = BUFFER_TOTAL / 16;
 
 /// What a worker receives: a body read whole, or one streamed under a deadline.
 pub type RequestBody = Either<Full<Bytes>, Timed>;
@@ -37,6 +45,9 @@ pub type RequestBody = Either<Full<Bytes>, Timed>;
 pub enum BodyError {
     #[error("no request body bytes for {0:?} (client_body_timeout)")]
     Timeout(Duration),
+    /// A body read whole before forwarding did not arrive within the timeout in all.
+    #[error("the request body did not arrive whole within {0:?} (client_body_timeout)")]
+    TooSlow(Duration),
     /// Bad chunked framing, a body shorter than its length, a reset stream.
     #[error("the request body is malformed or cut short: {0}")]
     Client(String),
@@ -111,34 +122,65 @@ pub struct Reading {
     pub max_body: Option<u64>,
 }
 
-/// Bytes of buffered bodies held now, against [`BUFFER_TOTAL`].
+/// Bytes of buffered bodies held now, against [`BUFFER_TOTAL`] and, per client,
+/// [`BUFFER_PER_CLIENT`].
 #[derive(Debug, Default)]
 pub struct Budget {
     held: AtomicUsize,
+    /// Bytes held by each client that holds any; a client is removed at zero.
+    by_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// The key a client's share is counted under: its IPv4 address (an IPv4-mapped IPv6
+/// address counts as IPv4), or its IPv6 address's /64 prefix.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
 }
 
 impl Budget {
-    /// Reserves `len` bytes; `None` if that would pass [`BUFFER_TOTAL`].
-    fn reserve(&self, len: usize) -> Option<Reserved<'_>> {
-        let mut held = self.held.load(Ordering::Relaxed);
-        loop {
-            let next = held.checked_add(len).filter(|n| *n <= BUFFER_TOTAL)?;
-            match self.held.compare_exchange(held, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(Reserved { budget: self, len }),
-                Err(now) => held = now,
-            }
-        }
+    /// Reserves `len` bytes for `client`; `None` if that would pass [`BUFFER_TOTAL`] or
+    /// the client's [`BUFFER_PER_CLIENT`].
+    fn reserve(&self, client: IpAddr, len: usize) -> Option<Reserved<'_>> {
+        let client = client_key(client);
+        let mut by_client = self.by_client.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = by_client.get(&client).copied().unwrap_or(0);
+        let next_mine = mine.checked_add(len).filter(|n| *n <= BUFFER_PER_CLIENT)?;
+        let held = self.held.load(Ordering::Relaxed);
+        let next = held.checked_add(len).filter(|n| *n <= BUFFER_TOTAL)?;
+        // Changed only under the lock, so a plain store is exact.
+        self.held.store(next, Ordering::Relaxed);
+        by_client.insert(client, next_mine);
+        Some(Reserved { budget: self, client, len })
+    }
+
+    /// Bytes held now by everyone.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 }
 
 struct Reserved<'a> {
     budget: &'a Budget,
+    client: IpAddr,
     len: usize,
 }
 
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
-        self.budget.held.fetch_sub(self.len, Ordering::AcqRel);
+        let mut by_client = self.budget.by_client.lock().unwrap_or_else(PoisonError::into_inner);
+        self.budget.held.fetch_sub(self.len, Ordering::Relaxed);
+        if let Some(mine) = by_client.get_mut(&self.client) {
+            *mine -= self.len;
+            if *mine == 0 {
+                by_client.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -166,11 +208,13 @@ pub async fn discard(mut body: Incoming) {
 }
 
 /// Refuses a body whose length is over `max_body` before reading a byte (so no
-/// `100 Continue` goes out); reads a small body whole when the budget allows; otherwise
-/// wraps it to stream, recording in `fault` why it failed if it does.
+/// `100 Continue` goes out); reads a small body whole, within `client_body_timeout` in
+/// all, when `client`'s share of the budget allows; otherwise wraps it to stream,
+/// recording in `fault` why it failed if it does.
 pub async fn prepare(
     body: Incoming,
     reading: Reading,
+    client: IpAddr,
     budget: &Budget,
     fault: &Fault,
 ) -> Result<RequestBody, BodyError> {
@@ -184,11 +228,12 @@ pub async fn prepare(
         return Err(fault.record(BodyError::TooLarge(max), Some(body)));
     }
     let small = exact.filter(|len| *len <= BUFFER_MAX);
-    let reserved = small.and_then(|len| budget.reserve(usize::try_from(len).ok()?));
-    let timed = Timed::new(body, reading, fault.clone());
+    let reserved = small.and_then(|len| budget.reserve(client, usize::try_from(len).ok()?));
+    let mut timed = Timed::new(body, reading, fault.clone());
     if reserved.is_none() {
         return Ok(Either::Right(timed));
     }
+    timed.whole = Some(Box::pin(tokio::time::sleep(reading.timeout)));
     let bytes = timed.collect().await?.to_bytes();
     Ok(Either::Left(Full::new(bytes)))
 }
@@ -201,6 +246,8 @@ pub struct Timed {
     inner: Option<Incoming>,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// When the whole body must have arrived (a body read whole before forwarding).
+    whole: Option<Pin<Box<Sleep>>>,
     /// Bytes still allowed before `max_body` is passed.
     left: Option<u64>,
     max_body: u64,
@@ -213,6 +260,7 @@ impl Timed {
             inner: Some(inner),
             timeout: reading.timeout,
             deadline: Box::pin(tokio::time::sleep(reading.timeout)),
+            whole: None,
             left: reading.max_body,
             max_body: reading.max_body.unwrap_or(u64::MAX),
             fault,
@@ -259,7 +307,12 @@ impl Body for Timed {
             let polled = match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(polled) => polled,
                 Poll::Pending => {
+                    let whole = this.whole.as_mut().is_some_and(|w| w.as_mut().poll(cx).is_ready());
                     return match this.deadline.as_mut().poll(cx) {
+                        _ if whole => {
+                            let e = BodyError::TooSlow(this.timeout);
+                            Poll::Ready(Some(Err(this.fault.record(e, this.inner.take()))))
+                        }
                         Poll::Ready(()) => {
                             let e = BodyError::Timeout(this.timeout);
                             Poll::Ready(Some(Err(this.fault.record(e, this.inner.take()))))

@@ -5,13 +5,103 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("an address")
+}
+
 #[test]
 fn the_budget_refuses_past_its_total_and_frees_on_drop() {
     let budget = Budget::default();
-    let most = budget.reserve(BUFFER_TOTAL).expect("the whole budget");
-    assert!(budget.reserve(1).is_none());
-    drop(most);
-    assert!(budget.reserve(1).is_some());
+    let shares: Vec<_> = (0..16)
+        .map(|i| budget.reserve(ip(&format!("192.0.2.{i}")), BUFFER_PER_CLIENT).expect("a share"))
+        .collect();
+    assert_eq!(budget.held(), BUFFER_TOTAL);
+    assert!(budget.reserve(ip("198.51.100.1"), 1).is_none(), "past the total");
+    drop(shares);
+    assert_eq!(budget.held(), 0);
+    assert!(budget.reserve(ip("198.51.100.1"), 1).is_some());
+}
+
+#[test]
+fn one_client_holds_at_most_its_share_and_others_are_unaffected() {
+    let budget = Budget::default();
+    let small = BUFFER_MAX as usize;
+    let mine: Vec<_> = (0..BUFFER_PER_CLIENT / small)
+        .map(|_| budget.reserve(ip("203.0.113.9"), small).expect("within the share"))
+        .collect();
+    assert!(budget.reserve(ip("203.0.113.9"), 1).is_none(), "past the client's share");
+    // The same client by its IPv4-mapped address, and another host in its IPv6 /64.
+    assert!(budget.reserve(ip("::ffff:203.0.113.9"), 1).is_none());
+    let v6: Vec<_> = (0..BUFFER_PER_CLIENT / small)
+        .map(|i| budget.reserve(ip(&format!("2001:db8:1:2::{i:x}")), small).expect("share"))
+        .collect();
+    assert!(budget.reserve(ip("2001:db8:1:2:ffff::1"), 1).is_none(), "same /64");
+    assert!(budget.reserve(ip("2001:db8:1:3::1"), small).is_some(), "another /64");
+    assert!(budget.reserve(ip("203.0.113.10"), small).is_some(), "another client");
+    drop(mine);
+    assert!(budget.reserve(ip("203.0.113.9"), small).is_some(), "freed on drop");
+    drop(v6);
+}
+
+#[test]
+fn clients_are_counted_by_ipv4_address_or_ipv6_slash_64() {
+    for (addr, key) in [
+        ("192.0.2.1", "192.0.2.1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("2001:db8:aa:bb:cc:dd:ee:ff", "2001:db8:aa:bb::"),
+        ("::1", "::"),
+        ("fe80::1", "fe80::"),
+    ] {
+        assert_eq!(client_key(ip(addr)), ip(key), "{addr}");
+    }
+}
+
+/// A small body that trickles in, each byte well within `client_body_timeout` of the
+/// last, but the whole slower than it, fails with 408's error instead of holding its
+/// share of the budget for as long as the client likes.
+#[tokio::test(start_paused = true)]
+async fn a_small_body_must_arrive_whole_within_the_timeout() {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let budget = Arc::new(Budget::default());
+    let seen = Arc::clone(&budget);
+    let service = service_fn(move |req: http::Request<Incoming>| {
+        let tx = tx.lock().expect("one request").take();
+        let budget = Arc::clone(&budget);
+        async move {
+            let reading = Reading { timeout: Duration::from_secs(2), max_body: None };
+            let fault = Fault::default();
+            let client = ip("192.0.2.7");
+            let result = prepare(req.into_body(), reading, client, &budget, &fault).await;
+            if let Some(tx) = tx {
+                let _ = tx.send((result.err(), fault.get().cloned()));
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+        }
+    });
+    tokio::spawn(async move {
+        let conn = hyper::server::conn::http1::Builder::new();
+        let _ = conn.serve_connection(TokioIo::new(server), service).await;
+    });
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .expect("head");
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if client.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        client
+    });
+    let (err, recorded) = rx.await.expect("the service ran");
+    assert_eq!(err, Some(BodyError::TooSlow(Duration::from_secs(2))));
+    assert_eq!(recorded, Some(BodyError::TooSlow(Duration::from_secs(2))));
+    assert_eq!(seen.held(), 0, "the reservation is given back");
+    trickle.abort();
 }
 
 /// What became of a body: its bytes and trailers, or why it failed (as prepared and as
@@ -33,19 +123,20 @@ async fn read_body(raw: Vec<u8>, max_body: Option<u64>) -> Outcome {
         async move {
             let reading = Reading { timeout: Duration::from_secs(5), max_body };
             let (budget, fault) = (Budget::default(), Fault::default());
-            let outcome = match prepare(req.into_body(), reading, &budget, &fault).await {
-                Err(e) => Outcome::Failed(e, fault.get().cloned()),
-                Ok(body) => match body.collect().await {
-                    Ok(all) => {
-                        let trailers = all.trailers().cloned();
-                        Outcome::Read(all.to_bytes().to_vec(), trailers)
-                    }
-                    Err(e) => {
-                        let e = e.downcast::<BodyError>().expect("a streamed body's error");
-                        Outcome::Failed(*e, fault.get().cloned())
-                    }
-                },
-            };
+            let outcome =
+                match prepare(req.into_body(), reading, ip("192.0.2.1"), &budget, &fault).await {
+                    Err(e) => Outcome::Failed(e, fault.get().cloned()),
+                    Ok(body) => match body.collect().await {
+                        Ok(all) => {
+                            let trailers = all.trailers().cloned();
+                            Outcome::Read(all.to_bytes().to_vec(), trailers)
+                        }
+                        Err(e) => {
+                            let e = e.downcast::<BodyError>().expect("a streamed body's error");
+                            Outcome::Failed(*e, fault.get().cloned())
+                        }
+                    },
+                };
             if let Some(tx) = tx {
                 let _ = tx.send(outcome);
             }

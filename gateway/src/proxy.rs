@@ -65,7 +65,9 @@ impl ProxyError {
             Self::BadHost => StatusCode::BAD_REQUEST,
             Self::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
             Self::NoWorker | Self::Worker(_) => StatusCode::BAD_GATEWAY,
-            Self::Body(BodyError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            Self::Body(BodyError::Timeout(_) | BodyError::TooSlow(_)) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Self::Body(BodyError::Client(_)) => StatusCode::BAD_REQUEST,
             Self::Body(BodyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -147,7 +149,7 @@ async fn forward(
     let (parts, ()) = rewrite(req, &host, conn)?.into_parts();
     let reading = Reading { timeout: state.client_body_timeout, max_body: state.max_body(&app) };
     let incoming = fault.take_body().expect("handle parks the body and only this takes it");
-    let body = body::prepare(incoming, reading, &state.body_budget, fault)
+    let body = body::prepare(incoming, reading, conn.peer.ip(), &state.body_budget, fault)
         .await
         .map_err(ProxyError::Body)?;
     let req = Request::from_parts(parts, body);

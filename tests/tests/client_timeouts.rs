@@ -180,6 +180,35 @@ fn a_stalled_upload_gets_408_after_client_body_timeout() {
     }
 }
 
+/// A small upload (read whole before it goes to a worker) that trickles in, each byte
+/// well within `client_body_timeout` of the last, is cut off once the timeout has passed
+/// in all, so a slow sender holds its share of the gateway's body budget no longer.
+#[test]
+fn a_trickling_small_upload_gets_408_once_the_timeout_has_passed_in_all() {
+    let stack = stack(&[]);
+    let head = format!("POST /echo.php HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 1000\r\n\r\n");
+    let (mut conn, at) = connect_and_send(stack.addr(), head.as_bytes());
+    let mut writer = conn.try_clone().expect("cloning the connection");
+    let trickle = std::thread::spawn(move || {
+        let mut sent = 0;
+        // 1000 bytes at one per 200 ms would take 200 s; each gap is a tenth of 2 s.
+        while sent < 1000 && writer.write_all(b"x").is_ok() {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sent
+    });
+    let answer = read_response(&mut conn);
+    let took = at.elapsed();
+    // Ends the sender's writes too (it holds a clone of this socket).
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+    let sent = trickle.join().expect("the sender");
+    println!("trickled {sent} bytes: {:?} after {took:?}", answer.lines().next());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(sent < 1000, "the whole body was accepted at one byte per 200 ms");
+    assert!(took < TIMEOUT * 5, "answered after {took:?}");
+}
+
 #[test]
 fn a_client_that_never_reads_a_large_response_is_cut_by_send_timeout() {
     let stack = stack(&[]);
