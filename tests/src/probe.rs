@@ -1,13 +1,14 @@
 //! Clients measured while a test attacks the gateway: one thread per target sends
 //! sequential requests on its own keep-alive connection until stopped, and reports each
-//! failure word for word and its p99 latency (printed, never asserted).
+//! failure word for word and its p99 latency (printed, never asserted). [`survives`]
+//! runs an attack on a two-app stack ([`two_apps`]) under such probes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{Client, Proto, Stack};
+use crate::{AppPlan, Client, Proto, Stack};
 
 /// One probe thread's result: its target, its failures word for word, its latencies.
 type Probed = (String, Vec<String>, Vec<Duration>);
@@ -53,6 +54,53 @@ impl Probe {
         }
         failures
     }
+}
+
+/// The attacked app's host in [`two_apps`].
+pub const VICTIM: &str = "victim.localhost";
+/// The other app's host in [`two_apps`].
+pub const OTHER: &str = "other.localhost";
+/// A script that takes a moment, so cancelled requests are still in the worker's hands.
+pub const ECHO: &str = "<?php usleep(2000); header('Content-Type: text/plain'); echo 'echo-ok';";
+
+/// Two apps: `victim` (`/echo.php` answers `echo-ok`, `/static.txt` is `static-ok`) and
+/// `other` (`/echo.php`).
+pub fn two_apps() -> Stack {
+    Stack::start(&[
+        AppPlan::new("victim").file("echo.php", ECHO).file("static.txt", "static-ok"),
+        AppPlan::new("other").file("echo.php", ECHO),
+    ])
+}
+
+/// Runs `attack` on a fresh [`two_apps`] stack while a script and a static file of the
+/// victim and a script of the other app are probed. Asserts that no probe request
+/// failed, that the victim still serves afterwards, and that no gateway channel failed.
+pub fn survives(what: &str, attack: impl FnOnce(&Stack)) {
+    let stack = two_apps();
+    let client = stack.client(Proto::Http1);
+    assert_eq!(client.get(VICTIM, "/echo.php").text(), "echo-ok");
+    let probe = Probe::start(
+        &stack,
+        &[
+            (VICTIM, "/echo.php", "echo-ok"),
+            (VICTIM, "/static.txt", "static-ok"),
+            (OTHER, "/echo.php", "echo-ok"),
+        ],
+    );
+    let started = Instant::now();
+    attack(&stack);
+    println!("{what}: over in {:?}", started.elapsed());
+    let failures = probe.finish();
+    let log = stack.bulkhead.log();
+    assert!(
+        failures.is_empty(),
+        "{} probe requests failed during {what}; first ones:\n{}\nlog:\n{log}",
+        failures.len(),
+        failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
+    );
+    let after = client.get(VICTIM, "/echo.php");
+    assert_eq!((after.status, after.text()), (200, "echo-ok".to_owned()), "after {what}");
+    assert!(!log.contains("gateway channel failed"), "a channel died during {what}:\n{log}");
 }
 
 fn probe(client: &Client, host: &str, path: &str, expect: &str, stop: &AtomicBool) -> Probed {

@@ -13,53 +13,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bulkhead_tests::probe::{Probe, h2_frame, h2_get_block, h2_preface};
-use bulkhead_tests::{AppPlan, Proto, Stack};
+use bulkhead_tests::probe::{VICTIM, h2_frame, h2_get_block, h2_preface, survives};
 
-const VICTIM: &str = "victim.localhost";
-const OTHER: &str = "other.localhost";
-const ECHO: &str = "<?php usleep(2000); header('Content-Type: text/plain'); echo 'echo-ok';";
 /// How long each attack goes on, one attacking connection after the other.
 const ATTACK_TIME: Duration = Duration::from_secs(3);
 /// Frames written at once.
 const BATCH: usize = 500;
 /// The most frames one attacking connection writes if the gateway never stops it.
 const MOST_FRAMES: usize = 200_000;
-
-fn stack() -> Stack {
-    Stack::start(&[
-        AppPlan::new("victim").file("echo.php", ECHO).file("static.txt", "static-ok"),
-        AppPlan::new("other").file("echo.php", ECHO),
-    ])
-}
-
-/// Runs `attack` while probing both apps; asserts no probe failed and the victim serves.
-fn survives(attack: impl FnOnce(&Stack)) {
-    let stack = stack();
-    let client = stack.client(Proto::Http1);
-    assert_eq!(client.get(VICTIM, "/echo.php").text(), "echo-ok");
-    let probe = Probe::start(
-        &stack,
-        &[
-            (VICTIM, "/echo.php", "echo-ok"),
-            (VICTIM, "/static.txt", "static-ok"),
-            (OTHER, "/echo.php", "echo-ok"),
-        ],
-    );
-    let started = Instant::now();
-    attack(&stack);
-    println!("attack over in {:?}", started.elapsed());
-    let failures = probe.finish();
-    assert!(
-        failures.is_empty(),
-        "{} probe requests failed during the attack; first ones:\n{}",
-        failures.len(),
-        failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
-    );
-    let after = client.get(VICTIM, "/echo.php");
-    assert_eq!((after.status, after.text()), (200, "echo-ok".to_owned()));
-    assert!(!stack.bulkhead.log().contains("gateway channel failed"), "{}", stack.bulkhead.log());
-}
 
 /// Opens an h2c connection, drains what the gateway sends in a thread, and writes
 /// `opening` then `batch(n)` for n = 0, 1, … until a write fails or [`MOST_FRAMES`];
@@ -101,7 +62,7 @@ fn repeat(name: &str, attack: impl Fn() -> usize) -> usize {
 
 #[test]
 fn rapid_reset_leaves_the_app_and_its_neighbour_serving() {
-    survives(|stack| {
+    survives("rapid reset", |stack| {
         let block = h2_get_block(VICTIM, "/echo.php");
         let batches = repeat("rapid reset", || {
             flood(stack.addr(), &h2_preface(), |n| {
@@ -120,7 +81,7 @@ fn rapid_reset_leaves_the_app_and_its_neighbour_serving() {
 
 #[test]
 fn a_continuation_flood_leaves_the_app_and_its_neighbour_serving() {
-    survives(|stack| {
+    survives("a CONTINUATION flood", |stack| {
         let mut opening = h2_preface();
         h2_frame(&mut opening, 0x1, 0x1, 1, &h2_get_block(VICTIM, "/echo.php"));
         // A literal header without indexing, new name: "x-flood: aaaa…".
@@ -151,7 +112,7 @@ fn two_thousand_idle_connections_leave_the_app_and_its_neighbour_serving() {
     let wanted = (IDLE_CONNECTIONS as u64 + 1024).min(hard).max(soft);
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, wanted, hard)
         .expect("raising RLIMIT_NOFILE");
-    survives(|stack| {
+    survives("2000 idle connections", |stack| {
         let idle: Vec<TcpStream> =
             (0..IDLE_CONNECTIONS).filter_map(|_| TcpStream::connect(stack.addr()).ok()).collect();
         println!("{} idle connections open", idle.len());
